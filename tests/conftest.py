@@ -1,0 +1,40 @@
+"""Shared fixtures. Nothing here downloads; generated data goes to a per-session temporary data home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from xrutils.paths import DATA_HOME_ENV, nih_root_from_env
+
+REPO = Path(__file__).resolve().parent.parent
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _data_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keep every generated dataset and cache of the test session out of the repository's data/ folder."""
+    home = tmp_path_factory.mktemp("data_home")
+    old = os.environ.get(DATA_HOME_ENV)
+    os.environ[DATA_HOME_ENV] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop(DATA_HOME_ENV, None)
+    else:
+        os.environ[DATA_HOME_ENV] = old
+
+
+@pytest.fixture(scope="session")
+def nih_root() -> Path:
+    """The real NIH sample, found through the same setting users use (XRUTILS_NIH_ROOT); skipped when absent."""
+    root = nih_root_from_env()
+    if root is None:
+        pytest.skip("XRUTILS_NIH_ROOT is not set: no NIH ChestX-ray14 images to test against "
+                    "(`make test` sets it to ../shared/nih_sample when that folder exists)")
+    if not (root / "Data_Entry_2017.csv").exists() and not (root / "Data_Entry_2017_v2020.csv").exists():
+        pytest.skip(f"XRUTILS_NIH_ROOT={root} has no Data_Entry_2017.csv")
+    return root

@@ -1,0 +1,111 @@
+"""The interface every family implements, so the training loop, the evaluators and the notebooks stay generic.
+
+A family's model is an ``nn.Module`` holding its networks as attributes (``self.generator``, ``self.unet``, ...)
+named by :meth:`GenerativeModel.networks`. It knows its own value range and loss; it knows nothing of files or runs.
+
+Contract (the training loop in ``xrutils.train`` relies on exactly this):
+
+* ``value_range``: ``(-1.0, 1.0)`` (GAN, DDPM) or ``(0.0, 1.0)`` (VAE, PixelCNN). Training batches arrive in it
+  (``xrutils.data.ranges.to_range``) and :meth:`sample` returns images in it.
+* :meth:`configure_optimizers` -> ``{"name": optimizer}`` (the GAN has ``"generator"`` and ``"discriminator"``).
+* :meth:`training_step` (batch ``(B, 1, H, W)`` float in ``value_range``, a :class:`StepContext`) runs forward,
+  backward and optimizer steps through ``ctx`` (so mixed precision and clipping are handled in one place) and
+  returns ``{"loss": float, ...}`` of Python floats (every key becomes a ``history.csv`` column).
+* :meth:`sample` ``(n, generator=None, **options)`` -> ``(n, 1, H, W)`` tensor in ``value_range``, on the model's
+  device, under ``no_grad`` and in eval mode (the caller's train/eval state is restored). All randomness is drawn
+  from ``generator``; nothing touches the global RNG.
+* :meth:`networks` -> ``{"generator": G, "discriminator": D}``: the attribute names of the trainable networks
+  (parameter counts, DDP wrapping, checkpoints).
+* Optional :meth:`fixed_noise` -> the inputs behind each epoch's fixed-noise sample grid, and
+  :meth:`sample_from_noise` to render them (families without a natural fixed noise sample with a fixed
+  generator instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class StepContext:
+    """What a training step needs from the loop: device, RNG, mixed precision, clipping.
+
+    ``backward(loss)`` scales the loss when a GradScaler is active; ``step(optimizer)`` unscales, clips the
+    gradients of that optimizer's parameters to ``grad_clip`` (when > 0) and steps. The loop calls
+    ``scaler.update()`` once per iteration after :meth:`GenerativeModel.training_step` returns.
+    """
+
+    device: torch.device
+    generator: torch.Generator  # the training RNG (noise, timesteps), on ``device``; part of every checkpoint
+    autocast_dtype: torch.dtype | None = None  # fp16/bf16 on CUDA, None = fp32
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
+    grad_clip: float = 0.0
+    step_index: int = 0  # global optimisation step (for schedules)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(optimizer)
+        if self.grad_clip > 0:
+            params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+        else:
+            optimizer.step()
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put modules in eval mode under no_grad, then restore each one's previous mode."""
+    states = [m.training for m in modules]
+    try:
+        for m in modules:
+            m.eval()
+        with torch.no_grad():
+            yield
+    finally:
+        for m, s in zip(modules, states):
+            m.train(s)
+
+
+class GenerativeModel(nn.Module):
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    image_size: int = 64
+
+    def networks(self) -> dict[str, nn.Module]:
+        raise NotImplementedError
+
+    def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
+        raise NotImplementedError
+
+    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
+                      ctx: StepContext) -> dict[str, float]:
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def param_counts(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in net.parameters()) for name, net in self.networks().items()}

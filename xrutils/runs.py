@@ -1,0 +1,197 @@
+"""The layout of a run folder, in one place.
+
+```
+runs/<profile>/<run>/
+  config.json            the RunConfig (JSON round trip)
+  history.csv            one row per epoch: losses, images/s, seconds, learning rate
+  metrics.json           evaluator results for this run (merged by key)
+  checkpoints/epoch_NNN.pt   model, optimisers, schedulers, scaler, RNG states, epoch and step
+  samples/epoch_NNN.png  fixed-noise sample grid of each epoch
+  eval/                  evaluator caches (generated samples per checkpoint, scores)
+  notebook.ipynb         the executed notebook, when a notebook trained the run
+```
+Epochs are 1-based in file names: ``epoch_001`` is the state after the first epoch. Every write is atomic
+(temporary file in the same folder, then ``os.replace``), so a killed process never leaves a half-written file
+that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_EPOCH_RE = re.compile(r"epoch_(\d{3,})\.pt$")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically, on error it vanishes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+class RunDir:
+    """Paths and small readers/writers of one run folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths -----------------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def history_path(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def samples_dir(self) -> Path:
+        return self.path / "samples"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    def checkpoint_path(self, epoch: int) -> Path:
+        return self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
+
+    def sample_path(self, epoch: int) -> Path:
+        return self.samples_dir / f"epoch_{epoch:03d}.png"
+
+    def create(self) -> RunDir:
+        for d in (self.path, self.checkpoint_dir, self.samples_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
+
+    # -- config ----------------------------------------------------------------------------------------------------
+    def write_config(self, cfg: Any) -> None:
+        atomic_write_text(self.config_path, cfg.to_json() + "\n")
+
+    def read_config(self) -> Any:
+        from xrutils.config import RunConfig
+
+        if not self.config_path.exists():
+            raise FileNotFoundError(f"{self.config_path}: no config.json; is {self.path} a run folder?")
+        return RunConfig.load(self.config_path)
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def checkpoint_epochs(self) -> list[int]:
+        """Epochs (1-based) with a checkpoint on disk, ascending."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = (_EPOCH_RE.search(p.name) for p in self.checkpoint_dir.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
+
+    def latest_checkpoint(self) -> Path | None:
+        epochs = self.checkpoint_epochs()
+        return self.checkpoint_path(epochs[-1]) if epochs else None
+
+    def load_checkpoint(self, epoch: int | None = None, map_location: str | torch.device = "cpu") -> dict:
+        path = self.checkpoint_path(epoch) if epoch is not None else self.latest_checkpoint()
+        if path is None or not path.exists():
+            have = self.checkpoint_epochs()
+            raise FileNotFoundError(f"{self.path}: no checkpoint for epoch {epoch}; epochs on disk: {have}")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+    def save_checkpoint(self, epoch: int, state: dict) -> Path:
+        path = self.checkpoint_path(epoch)
+        atomic_torch_save(state, path)
+        return path
+
+    # -- history ---------------------------------------------------------------------------------------------------
+    def read_history(self) -> list[dict[str, Any]]:
+        if not self.history_path.exists():
+            return []
+        with self.history_path.open(newline="") as f:
+            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def write_history(self, rows: list[dict[str, Any]]) -> None:
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        with atomic_path(self.history_path) as tmp, tmp.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    # -- metrics ---------------------------------------------------------------------------------------------------
+    def read_metrics(self) -> dict[str, Any]:
+        if not self.metrics_path.exists():
+            return {}
+        return json.loads(self.metrics_path.read_text())
+
+    def update_metrics(self, new: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``new`` into metrics.json (top-level keys replaced) and write it atomically."""
+        merged = {**self.read_metrics(), **new}
+        atomic_write_text(self.metrics_path, json.dumps(merged, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        return merged
+
+    def is_complete(self) -> bool:
+        """True when config.json exists and the last epoch of its config has a checkpoint."""
+        if not self.config_path.exists():
+            return False
+        cfg = self.read_config()
+        return cfg.train.epochs in self.checkpoint_epochs()
+
+
+def _num(v: str) -> Any:
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
