@@ -61,7 +61,7 @@ class DataConfig:
     """Where the training images come from and how they are prepared."""
 
     source: Literal["phantom", "nih", "chestmnist"] = "phantom"  # phantom: built-in synthetic X-rays
-    root: str = ""  # NIH root folder; "" means $XRUTILS_NIH_ROOT (source=nih) or data/phantom (source=phantom)
+    root: str = ""  # NIH root folder; "" means $XRUTILS_NIH_ROOT (source=nih) or data_home()/phantom_n{N}_s{seed}
     image_size: int = 64  # square side in pixels; the thesis uses 32, 64 and 128
     split: Literal["train_val", "test", "all"] = "train_val"  # the thesis trains on train_val_list.txt only
     max_images: int = 0  # 0 = every image of the split; >0 keeps the first N (sorted by name) for small runs
@@ -125,10 +125,13 @@ class EvalConfig:
     classifier_lr: float = 1e-3
     n_metric: int = 1024  # samples for Frechet distance / KID / precision-recall
     epochs: Literal["all", "last"] = "all"  # which checkpoints the per-epoch judges score
+    feature_epochs: int = 5  # training epochs of the X-ray feature encoder behind FD / KID / precision-recall
+    inception_weights: str = ""  # local TorchScript Inception features; "" = no ImageNet FID (never downloads)
 
     def __post_init__(self) -> None:
         validate_literals(self, "eval")
-        for name in ("n_fake", "batch_size", "n_boot", "sampler_steps", "classifier_epochs", "n_metric"):
+        for name in ("n_fake", "batch_size", "n_boot", "sampler_steps", "classifier_epochs", "n_metric",
+                     "feature_epochs"):
             _check_positive("eval", name, getattr(self, name))
         _check_positive("eval", "n_real", self.n_real, zero_ok=True)
 

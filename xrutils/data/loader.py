@@ -1,0 +1,163 @@
+"""The two calls the rest of the library uses: :func:`load_images` (an :class:`ImageSet` of cached uint8 images)
+and :func:`batches` (one shuffled epoch of float batches in a model's value range).
+
+The original code decoded and resized every 1024² PNG in every epoch through a ``DataLoader`` with no workers
+(spec §1.2); here images are decoded once into the resized cache (:mod:`xrutils.data.cache`) and an epoch is a
+random permutation over a memory-mapped uint8 array. The value range is converted only by
+:mod:`xrutils.data.ranges`; flips are drawn from the caller's generator so epochs are reproducible.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xrutils.config import DataConfig
+from xrutils.data.cache import cached_images, resize_array
+from xrutils.data.chestmnist import read_chestmnist
+from xrutils.data.nih import LABELS, index_split
+from xrutils.data.phantom import ensure_phantom, phantom_root
+from xrutils.data.ranges import Range, to_range
+from xrutils.paths import NIH_ROOT_ENV, nih_root_from_env
+
+SPLITS = ("train_val", "test", "all")
+
+
+@dataclass
+class ImageSet:
+    """Images of one split, ready for training: uint8 (N, 1, S, S), multi-hot labels, patient ids."""
+
+    images: torch.Tensor  # uint8 (N, 1, S, S); memory-mapped from the cache for NIH / phantom sources
+    names: list[str]
+    labels: torch.Tensor  # uint8 (N, 15), columns in LABELS order
+    patient_ids: torch.Tensor  # int64 (N,); -1 where the source has none (ChestMNIST)
+    source: str
+    root: str
+    split: str = ""
+    missing: int = 0  # listed images that were not on disk
+    skipped: list[str] = field(default_factory=list)  # undecodable images left out (data.skip_bad)
+    cache: str = ""  # the cache folder the images are mapped from
+    label_names: tuple[str, ...] = LABELS
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+
+def resolve_root(cfg: DataConfig) -> Path:
+    """The folder in NIH layout that ``cfg`` reads (the phantom one is generated when missing)."""
+    if cfg.source == "phantom":
+        root = Path(cfg.root).expanduser() if cfg.root else phantom_root(cfg.phantom_n, cfg.phantom_seed)
+        return ensure_phantom(root, cfg.phantom_n, cfg.phantom_seed)
+    if cfg.source == "nih":
+        if cfg.root:
+            return Path(cfg.root).expanduser()
+        env = nih_root_from_env()
+        if env is None:
+            raise FileNotFoundError(f"data.source='nih' needs data.root or ${NIH_ROOT_ENV} set to an NIH "
+                                    f"ChestX-ray14 folder (with Data_Entry_2017.csv)")
+        return env
+    raise ValueError(f"data.source={cfg.source!r} has no root folder")
+
+
+def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = True) -> ImageSet:
+    """Load the images of ``split`` (default ``cfg.split``) at ``cfg.image_size`` as an :class:`ImageSet`.
+
+    NIH and phantom sources go through the resized cache (built on first use, reused after); ChestMNIST is read
+    from its ``.npz``. ``cfg.max_images`` > 0 keeps the first N images sorted by name.
+    """
+    split = split or cfg.split
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is not allowed; expected one of {list(SPLITS)}")
+    if cfg.source == "chestmnist":
+        return _load_chestmnist(cfg, split)
+
+    root = resolve_root(cfg)
+    index = index_split(root, split, max_images=cfg.max_images)
+    res = cached_images(index.names, index.paths, cfg.image_size, cfg.resize, missing=index.missing,
+                        skip_bad=cfg.skip_bad, progress=progress)
+    if res.skipped:
+        print(f"[xrutils.data] skipped {len(res.skipped)} undecodable image(s) (data.skip_bad), e.g. "
+              f"{res.skipped[:3]}", file=sys.stderr)
+    kept = np.asarray(res.kept, dtype=np.int64)
+    return ImageSet(
+        images=torch.from_numpy(res.images).unsqueeze(1),
+        names=[index.names[i] for i in res.kept],
+        labels=torch.from_numpy(index.labels[kept]),
+        patient_ids=torch.from_numpy(index.patient_ids[kept]),
+        source=cfg.source, root=str(root), split=split, missing=index.missing, skipped=res.skipped,
+        cache=str(res.path),
+    )
+
+
+def _load_chestmnist(cfg: DataConfig, split: str) -> ImageSet:
+    images, labels, names = read_chestmnist(cfg.chestmnist_path, split)
+    if cfg.max_images > 0:  # names are zero-padded per part, so sorting keeps test/train/val blocks in order
+        order = np.argsort(np.asarray(names), kind="stable")[: cfg.max_images]
+        images, labels, names = images[order], labels[order], [names[i] for i in order]
+    images = resize_array(images, cfg.image_size, cfg.resize)
+    return ImageSet(
+        images=torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1),
+        names=names, labels=torch.from_numpy(labels), patient_ids=torch.full((len(names),), -1, dtype=torch.int64),
+        source="chestmnist", root=str(cfg.chestmnist_path), split=split,
+    )
+
+
+def batches(
+    images_uint8: torch.Tensor,
+    batch_size: int,
+    *,
+    value_range: Range,
+    generator: torch.Generator,
+    hflip: bool = False,
+    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    device: str | torch.device = "cpu",
+) -> Iterator[torch.Tensor]:
+    """One shuffled epoch of float batches (B, 1, S, S) in ``value_range``.
+
+    The permutation (and, with ``hflip``, one fair coin per image) is drawn from ``generator``, a CPU
+    ``torch.Generator``. For distributed training every rank passes an identically seeded generator: the
+    permutation is padded (by wrapping around) to a multiple of ``world_size`` and rank r takes every
+    ``world_size``-th index from r, so all ranks see the same number of batches and together one epoch.
+    """
+    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
+        got = f"{images_uint8.dtype} {tuple(images_uint8.shape)}" if isinstance(images_uint8, torch.Tensor) \
+            else type(images_uint8).__name__
+        raise TypeError(f"batches expects a uint8 tensor (N, C, H, W), got {got}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size={batch_size} must be > 0")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise TypeError("batches needs a CPU torch.Generator (e.g. xrutils.seeding.make_generator(seed, 'data'))")
+    if not (0 <= rank < world_size):
+        raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
+    n = images_uint8.shape[0]
+    if n == 0:
+        raise ValueError("batches got an empty image tensor")
+    perm = torch.randperm(n, generator=generator)
+    pad = (-n) % world_size
+    if pad:
+        perm = torch.cat([perm, perm[:pad]])
+    flips = torch.rand(len(perm), generator=generator) < 0.5 if hflip else None
+    perm = perm[rank::world_size]
+    if flips is not None:
+        flips = flips[rank::world_size]
+    device = torch.device(device)
+    for start in range(0, len(perm), batch_size):
+        idx = perm[start:start + batch_size]
+        if drop_last and len(idx) < batch_size:
+            break
+        x = torch.index_select(images_uint8, 0, idx)  # (B, C, H, W) uint8 copy (4x faster than x[idx])
+        if flips is not None:
+            f = flips[start:start + batch_size]
+            x[f] = x[f].flip(-1)
+        yield to_range(x.to(device, non_blocking=True), value_range)
