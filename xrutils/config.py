@@ -61,7 +61,7 @@ class DataConfig:
     """Where the training images come from and how they are prepared."""
 
     source: Literal["phantom", "nih", "chestmnist"] = "phantom"  # phantom: built-in synthetic X-rays
-    root: str = ""  # NIH root folder; "" means $XRUTILS_NIH_ROOT (source=nih) or data_home()/phantom_n{N}_s{seed}
+    root: str = ""  # NIH root folder; "" means $XRUTILS_NIH_ROOT (source=nih) or data_home()/phantom_v<V>_n<N>_s<seed>
     image_size: int = 64  # square side in pixels; the thesis uses 32, 64 and 128
     split: Literal["train_val", "test", "all"] = "train_val"  # the thesis trains on train_val_list.txt only
     max_images: int = 0  # 0 = every image of the split; >0 keeps the first N (sorted by name) for small runs
@@ -126,7 +126,7 @@ class EvalConfig:
     n_metric: int = 1024  # samples for Frechet distance / KID / precision-recall
     epochs: Literal["all", "last"] = "all"  # which checkpoints the per-epoch judges score
     feature_epochs: int = 5  # training epochs of the X-ray feature encoder behind FD / KID / precision-recall
-    inception_weights: str = ""  # local TorchScript Inception features; "" = no ImageNet FID (never downloads)
+    inception_weights: str = ""  # local Inception feature net (TorchScript or .pt2); "" = no ImageNet FID
 
     def __post_init__(self) -> None:
         validate_literals(self, "eval")

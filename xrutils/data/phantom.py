@@ -412,8 +412,11 @@ def _write_one(arg: tuple[tuple[int, int, int, int], str]) -> tuple[str, str]:
 
 
 def phantom_root(n: int, seed: int) -> Path:
-    """Where the default phantom dataset (n, seed) lives: ``<data_home>/phantom_n<N>_s<seed>``."""
-    return data_home() / f"phantom_n{n}_s{seed}"
+    """Where the default phantom dataset (n, seed) lives: ``<data_home>/phantom_v<V>_n<N>_s<seed>``.
+
+    The generator version is part of the name, so a changed generator never reuses images drawn by an older one.
+    """
+    return data_home() / f"phantom_v{PHANTOM_VERSION}_n{n}_s{seed}"
 
 
 def ensure_phantom(root: str | Path, n: int, seed: int, size: int = 256) -> Path:
