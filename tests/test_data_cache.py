@@ -133,7 +133,7 @@ def test_load_images_phantom_default_source():
     assert len(train) + len(test) == len(both) == 40
     assert not set(train.patient_ids.tolist()) & set(test.patient_ids.tolist())
     assert (train.labels.sum(1) >= 1).all() and train.label_names == LABELS
-    assert train.names == sorted(train.names) and "phantom_n40_s5" in train.root
+    assert train.names == sorted(train.names) and "phantom_v1_n40_s5" in train.root
     small = load_images(DataConfig(image_size=32, phantom_n=40, phantom_seed=5, max_images=5), progress=False)
     assert small.names == train.names[:5]
     torch.testing.assert_close(small.images, train.images[:5])

@@ -82,7 +82,7 @@ def eval_mode(*modules: nn.Module) -> Iterator[None]:
         with torch.no_grad():
             yield
     finally:
-        for m, s in zip(modules, states):
+        for m, s in zip(modules, states, strict=True):
             m.train(s)
 
 

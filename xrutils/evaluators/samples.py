@@ -1,0 +1,176 @@
+"""Generated samples, made once per checkpoint and cached in the run folder.
+
+The original scripts re-built and re-loaded every network several times per batch and re-ran 1,000-step DDPM
+sampling for every curve (spec §4.5, §6 #31). Here each (checkpoint, number of images, sampler, steps, seed,
+purpose) is sampled once and stored as a uint8 array ``(N, 1, S, S)`` in ``<run>/eval/samples/``; every judge
+and metric reads that array and maps it into the range it needs with :mod:`xrutils.data.ranges`. uint8 is what a
+saved image holds anyway (the DDPM pipeline of the original returned PIL images), so nothing is lost that a
+figure could show. A JSON sidecar next to each array records the family's value range and the sampler with its
+number of steps.
+
+A file name holds every part of the key plus a fingerprint of the checkpoint file (size and modification time),
+so a retrained run never reuses stale samples. Files are written atomically. The model of a checkpoint is loaded
+at most once per :meth:`SampleCache.get` call, and only when some requested file is missing.
+
+All randomness comes from a private generator derived from the run seed and the purpose
+(:func:`xrutils.seeding.make_generator`); the same generator seed is used at every epoch of a run (common random
+numbers: epoch-to-epoch differences then come from the weights, not from the noise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xrutils.config import EvalConfig
+from xrutils.data.ranges import to_uint8
+from xrutils.runs import RunDir, atomic_path, atomic_write_text
+from xrutils.seeding import make_generator
+
+# The sampler each family uses when it is evaluated (the DDPM's is configurable: eval.sampler / eval.sampler_steps).
+NATIVE_SAMPLERS = {"gan": "generator", "vae": "prior", "pixelcnn": "autoregressive"}
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How a family is sampled for evaluation; ``name`` and ``steps`` are recorded in every result."""
+
+    name: str
+    steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # keyword options of model.sample
+
+    @property
+    def tag(self) -> str:
+        return self.name if self.steps is None else f"{self.name}{self.steps}"
+
+
+def sampler_spec(family: str, eval_cfg: EvalConfig, timesteps: int | None = None) -> SamplerSpec:
+    """The evaluation sampler of ``family``: DDPM follows ``eval.sampler`` (DDIM with ``eval.sampler_steps``, or the
+    full ancestral chain of ``timesteps`` steps, the model's training schedule); the other families have one
+    natural sampler and take no options."""
+    if family != "ddpm":
+        return SamplerSpec(NATIVE_SAMPLERS.get(family, "native"))
+    if eval_cfg.sampler == "ddim":
+        return SamplerSpec("ddim", eval_cfg.sampler_steps, {"sampler": "ddim", "steps": eval_cfg.sampler_steps})
+    options: dict[str, Any] = {"sampler": "ddpm"}
+    if timesteps:
+        options["steps"] = timesteps
+    return SamplerSpec("ddpm", timesteps, options)
+
+
+def checkpoint_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
+
+
+def generate_uint8(model: Any, n: int, *, generator: torch.Generator, batch_size: int,
+                   options: dict[str, Any]) -> torch.Tensor:
+    """``n`` samples of ``model`` as uint8 ``(n, 1, S, S)`` on the CPU, drawn in batches from ``generator``."""
+    out = []
+    done = 0
+    while done < n:
+        b = min(batch_size, n - done)
+        x = model.sample(b, generator=generator, **options)
+        if x.ndim != 4 or x.shape[0] != b or x.shape[1] != 1:
+            raise ValueError(f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; "
+                             f"expected ({b}, 1, S, S)")
+        out.append(to_uint8(x, model.value_range).cpu())
+        done += b
+    return torch.cat(out)
+
+
+class SampleCache:
+    """The sample arrays of one run, keyed by epoch, n, sampler, steps, seed and purpose.
+
+    ``load_model(epoch)`` returns the model of a checkpoint (``xrutils.train.load_model`` by default); it is called
+    only on a cache miss.
+    """
+
+    def __init__(self, run_dir: str | Path, *, family: str, seed: int, image_size: int, eval_cfg: EvalConfig,
+                 timesteps: int | None = None, device: str | torch.device = "cpu",
+                 load_model: Callable[[int], Any] | None = None):
+        self.run = RunDir(run_dir)
+        self.family = family
+        self.seed = seed
+        self.image_size = image_size
+        self.eval_cfg = eval_cfg
+        self.device = torch.device(device)
+        self.load_model = load_model or self._default_loader
+        self.spec = sampler_spec(family, eval_cfg, timesteps)
+        self.value_range: tuple[float, float] | None = None  # the family's output range, known after get()
+        self.generated = 0  # images generated (not read from the cache) by this object: for tests and logs
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, eval_cfg: EvalConfig, **kwargs: Any) -> SampleCache:
+        """The cache of a run folder, its family, seed, size and DDPM schedule read from ``config.json``."""
+        cfg = RunDir(run_dir).read_config()
+        return cls(run_dir, family=cfg.family, seed=cfg.seed, image_size=cfg.data.image_size, eval_cfg=eval_cfg,
+                   timesteps=getattr(cfg.model, "timesteps", None), **kwargs)
+
+    def _default_loader(self, epoch: int) -> Any:
+        from xrutils.train import load_model
+
+        return load_model(self.run.path, epoch, device=self.device)[1]
+
+    @property
+    def dir(self) -> Path:
+        return self.run.eval_dir / "samples"
+
+    def path(self, epoch: int, n: int, purpose: str) -> Path:
+        ckpt = self.run.checkpoint_path(epoch)
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{self.run.path}: no checkpoint for epoch {epoch}; "
+                                    f"epochs on disk: {self.run.checkpoint_epochs()}")
+        name = (f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{self.seed}_{purpose}_"
+                f"{checkpoint_fingerprint(ckpt)}.npy")
+        return self.dir / name
+
+    def _read(self, path: Path, n: int) -> torch.Tensor:
+        meta = json.loads(path.with_suffix(".json").read_text())
+        self.value_range = tuple(meta["value_range"])
+        arr = np.load(path)
+        want = (n, 1, self.image_size, self.image_size)
+        if arr.dtype != np.uint8 or arr.shape != want:
+            raise ValueError(f"{path}: cached samples have dtype {arr.dtype} and shape {arr.shape}; expected "
+                             f"uint8 {want}. Delete the file to regenerate it.")
+        return torch.from_numpy(arr)
+
+    def get(self, epoch: int, requests: dict[str, int]) -> dict[str, torch.Tensor]:
+        """``{purpose: n}`` -> ``{purpose: uint8 (n, 1, S, S)}``, generating (and caching) only what is missing."""
+        out: dict[str, torch.Tensor] = {}
+        missing = []
+        for purpose, n in requests.items():
+            if n < 1:
+                raise ValueError(f"sample request {purpose!r} for epoch {epoch} asks for {n} images; expected >= 1")
+            p = self.path(epoch, n, purpose)
+            if p.exists() and p.with_suffix(".json").exists():
+                out[purpose] = self._read(p, n)
+            else:
+                missing.append((purpose, n, p))
+        if missing:
+            model = self.load_model(epoch)
+            spec = self.spec
+            if model.image_size != self.image_size:
+                raise ValueError(f"{self.run.path} epoch {epoch}: model image size {model.image_size} differs from "
+                                 f"the config's {self.image_size}")
+            for purpose, n, p in missing:
+                g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
+                x = generate_uint8(model, n, generator=g, batch_size=self.eval_cfg.batch_size,
+                                   options=spec.options)
+                self.generated += n
+                self.value_range = tuple(model.value_range)
+                meta = {"epoch": epoch, "n": n, "purpose": purpose, "seed": self.seed, "sampler": spec.name,
+                        "steps": spec.steps, "value_range": list(self.value_range)}
+                # the sidecar first: a sample file without its sidecar counts as missing
+                atomic_write_text(p.with_suffix(".json"), json.dumps(meta) + "\n")
+                with atomic_path(p) as tmp, open(tmp, "wb") as f:
+                    np.save(f, x.numpy())
+                out[purpose] = x
+        return out

@@ -1,0 +1,362 @@
+"""One training loop for every family (thesis §2-3; issue 3 §2), after nanoGPT's and minGPT's single trainer.
+
+:func:`train` knows the families only through :class:`~xrutils.models.base.GenerativeModel`: it builds the model
+from the registry, feeds it shuffled batches in the model's value range, and lets ``model.training_step`` do the
+forward, backward and optimizer steps through a :class:`~xrutils.models.base.StepContext` (which carries the
+training RNG, mixed precision and gradient clipping). Per epoch (cadence in ``cfg.train``) it writes into the run
+folder (:class:`~xrutils.runs.RunDir`): a fixed-noise sample grid, a checkpoint and a ``history.csv`` row.
+
+Differences from the original scripts (spec original-code.md §6), on purpose:
+
+* Randomness comes from private generators derived from the run seed (``train``: noise and timesteps, ``data``:
+  shuffling and flips, ``fixed_noise``: the grids); sampling never reseeds the global RNG (§6 #5, #6).
+* Grids map the model's value range to [0, 1] without per-grid min-max scaling, so brightness is comparable
+  across epochs and models (§6 #36).
+* A run resumes from its newest checkpoint bit-identically on CPU in one process (every RNG state is saved);
+  the original resumed by hand with fresh optimisers and a fresh warm-up. (Under DDP, ranks > 0 reseed their
+  training RNG from (seed, rank, step) on resume; only rank 0's state is in the checkpoint.)
+
+Checkpoint ``checkpoints/epoch_NNN.pt`` (plain tensors and Python values, read with ``torch.load(weights_only=True)``)::
+
+    {"format": 1, "epoch": completed epochs (1-based), "step": optimisation steps so far,
+     "config": RunConfig as JSON, "networks": {name: state_dict} (one per model.networks(), never DDP-wrapped),
+     "model_extra": model state outside the networks (usually empty),
+     "optimizers": {name: state_dict}, "schedulers": {name: state_dict}, "scaler": state_dict or None,
+     "rng": {"global": seeding.rng_state(), "train": ByteTensor, "train_device": "cpu"|"cuda", "data": ByteTensor},
+     "history": [history rows up to this epoch]}
+
+``history.csv`` columns: ``epoch``, ``step``, each loss key of the family averaged over the epoch (and over
+processes), ``images_per_s`` and ``seconds`` (the optimisation steps of the epoch), ``sample_seconds`` (the grid),
+``lr`` (first optimizer's learning rate at the end of the epoch).
+
+Distributed: under ``torchrun`` the same loop wraps each network in DDP (:mod:`xrutils.distributed`);
+``train.batch_size`` stays the global batch (each of N processes takes batch_size / N), and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from xrutils import distributed, registry
+from xrutils.config import ConfigError, RunConfig, TrainConfig
+from xrutils.data import batches, load_images
+from xrutils.data.ranges import UNIT_RANGE, Range, convert
+from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.runs import RunDir, atomic_path
+from xrutils.seeding import derive_seed, make_generator, rng_state, seed_everything, set_rng_state
+
+CHECKPOINT_FORMAT = 1
+
+
+def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress: bool = True) -> list[dict]:
+    """Train ``cfg`` into ``run_dir``; return the history rows. Resumes from the newest checkpoint when ``resume``."""
+    device = resolve_device(cfg.train.device)
+    with _process_group(device) as (info, device):
+        rd, main = RunDir(run_dir), info.is_main
+        done = _epochs_done(rd, cfg, resume)  # 0 for a fresh run; raises on a config mismatch
+        if done >= cfg.train.epochs:
+            return rd.read_history()
+
+        # -- model, data, optimisers, schedules ------------------------------------------------------------------
+        seed_everything(cfg.seed)
+        model = registry.get(cfg.family).build(cfg).to(device)
+        networks = model.networks()
+        images = load_images(cfg.data, progress=progress and main).images
+        _check_images(images, model, cfg)
+        per_rank_batch = _per_rank_batch(cfg.train.batch_size, info.world_size)
+        steps_per_epoch = count_steps(len(images), cfg.train, info.world_size)
+        if steps_per_epoch == 0:
+            raise ConfigError(f"no training images: data.source={cfg.data.source!r}, split {cfg.data.split!r}")
+        optimizers = model.configure_optimizers(cfg.train)
+        schedulers = make_schedulers(optimizers, cfg.train, cfg.train.epochs * steps_per_epoch)
+        ctx = make_step_context(cfg, device, rank=info.rank)
+        data_rng = make_generator(cfg.seed, "data")  # CPU: permutation and flips, identical on every rank
+        fixed = (model.fixed_noise(cfg.train.n_grid, make_generator(cfg.seed, "fixed_noise"))
+                 if hasattr(model, "fixed_noise") else None)
+
+        # -- resume, or start the run folder -----------------------------------------------------------------------
+        history: list[dict] = []
+        step = 0
+        if done:
+            ckpt = rd.load_checkpoint(done, map_location="cpu")
+            step, history = _restore(ckpt, cfg.seed, info.rank, model, optimizers, schedulers, ctx, data_rng)
+        elif main:
+            rd.create()
+            rd.write_config(cfg)
+        distributed.barrier(info)
+        if info.enabled:
+            distributed.wrap_networks(model, networks, device)
+
+        for epoch in range(done + 1, cfg.train.epochs + 1):
+            model.train()
+            sums: dict[str, float] = {}
+            n_steps = n_images = 0
+            epoch_batches = batches(images, per_rank_batch, value_range=model.value_range, generator=data_rng,
+                                    hflip=cfg.data.hflip, rank=info.rank, world_size=info.world_size,
+                                    device=device)
+            bar = tqdm(itertools.islice(epoch_batches, steps_per_epoch), total=steps_per_epoch, leave=False,
+                       desc=f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}",
+                       disable=not (progress and main))
+            t0 = time.perf_counter()
+            for batch in bar:
+                # -- forward / backward / update (inside the family's training_step) ------------------------------
+                step += 1
+                ctx.step_index = step
+                losses = model.training_step(batch, optimizers, ctx)
+                if ctx.scaler is not None:
+                    ctx.scaler.update()
+                for scheduler in schedulers.values():
+                    scheduler.step()
+
+                # -- termination: a non-finite loss stops every rank; earlier checkpoints stay on disk ------------
+                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
+                if distributed.any_rank(bool(bad), info):
+                    raise FloatingPointError(
+                        f"non-finite loss at epoch {epoch}, step {step} (step {n_steps + 1} of the epoch): "
+                        f"{bad or 'on another process'}; run stopped, checkpoints kept in {rd.checkpoint_dir}: "
+                        f"epochs {rd.checkpoint_epochs()}")
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n_steps += 1
+                n_images += batch.shape[0]
+                if (n_steps - 1) % cfg.train.log_every == 0:
+                    bar.set_postfix(loss=f"{losses['loss']:.4g}")
+            seconds = time.perf_counter() - t0
+
+            # -- end of epoch: history row, sample grid, checkpoint (rank 0 writes) -------------------------------
+            means = distributed.mean_over_ranks({k: v / n_steps for k, v in sums.items()}, info)
+            total_images = n_images * info.world_size
+            row = {"epoch": epoch, "step": step, **means, "images_per_s": total_images / max(seconds, 1e-9),
+                   "seconds": seconds, "sample_seconds": 0.0,
+                   "lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
+            history.append(row)
+            last = epoch == cfg.train.epochs
+            if main:
+                with distributed.unwrapped(model, networks):  # one rank samples: no DDP collectives
+                    if last or epoch % cfg.train.sample_every == 0:
+                        t1 = time.perf_counter()
+                        save_grid(fixed_noise_grid(model, cfg, fixed), model.value_range, rd.sample_path(epoch))
+                        row["sample_seconds"] = time.perf_counter() - t1
+                    if last or epoch % cfg.train.checkpoint_every == 0:
+                        rd.save_checkpoint(epoch, _checkpoint_state(cfg, epoch, step, model, networks, optimizers,
+                                                                    schedulers, ctx, data_rng, history))
+                rd.write_history(history)
+                if progress:
+                    tqdm.write(f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}: loss "
+                               f"{row['loss']:.4g}, {row['images_per_s']:.0f} img/s, lr {row['lr']:.3g}")
+            distributed.barrier(info)
+        return history
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# building blocks of the loop (also used by bench/gpu_baselines.py)
+
+
+def resolve_device(setting: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device='cuda' but no CUDA device is available; use 'auto' or 'cpu'")
+    return torch.device(setting)
+
+
+def make_step_context(cfg: RunConfig, device: torch.device, rank: int = 0) -> StepContext:
+    """Training RNG on ``device``; fp16/bf16 autocast on CUDA only (a GradScaler for fp16); gradient clipping.
+
+    Each DDP rank gets its own training RNG (rank 0's equals the single-process one), so ranks draw different
+    noise and timesteps for their different images.
+    """
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.precision)
+    if device.type != "cuda":
+        dtype = None  # config contract: mixed precision applies on CUDA only
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    purpose = "train" if rank == 0 else f"train/rank{rank}"
+    return StepContext(device=device, generator=make_generator(cfg.seed, purpose, device), autocast_dtype=dtype,
+                       scaler=scaler, grad_clip=cfg.train.grad_clip)
+
+
+def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
+    """The LR multiplier after ``step`` steps: linear warm-up, then constant or a half cosine to 0 at total_steps.
+
+    Same formula as diffusers' ``get_constant_schedule_with_warmup`` / ``get_cosine_schedule_with_warmup``
+    (the original DDPM used the latter with 500 warm-up steps over 50 epochs).
+    """
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], train_cfg: TrainConfig,
+                    total_steps: int) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+    """One LambdaLR per optimizer, stepped once per optimisation step."""
+    def factor(step: int) -> float:
+        return lr_factor(step, train_cfg.lr_schedule, train_cfg.warmup_steps, total_steps)
+
+    return {name: torch.optim.lr_scheduler.LambdaLR(opt, factor) for name, opt in optimizers.items()}
+
+
+def count_steps(n_images: int, train_cfg: TrainConfig, world_size: int = 1) -> int:
+    """Optimisation steps per epoch: batches of one rank's shard (last partial batch kept), capped.
+
+    Mirrors :func:`xrutils.data.batches`, which pads the permutation to a multiple of ``world_size``.
+    """
+    per_rank = math.ceil(n_images / world_size)
+    steps = math.ceil(per_rank / _per_rank_batch(train_cfg.batch_size, world_size))
+    return min(steps, train_cfg.steps_per_epoch) if train_cfg.steps_per_epoch else steps
+
+
+def fixed_noise_grid(model: GenerativeModel, cfg: RunConfig, fixed: torch.Tensor | None) -> torch.Tensor:
+    """The epoch's grid: the model's fixed noise rendered, or ``sample`` with a freshly seeded fixed generator."""
+    with eval_mode(model):
+        if fixed is not None:
+            return model.sample_from_noise(fixed)
+        return model.sample(cfg.train.n_grid, generator=make_generator(cfg.seed, "fixed_noise", model.device))
+
+
+def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: int | None = None) -> Path:
+    """Save a square-ish PNG grid, mapping ``value_range`` to [0, 1] (no min-max scaling: spec §6 #36); atomic."""
+    # imported here: torchvision takes seconds to import and load_model() users need none of it
+    from torchvision.utils import save_image
+
+    x = convert(images.detach().float().cpu(), tuple(value_range), UNIT_RANGE)
+    nrow = nrow or math.ceil(math.sqrt(x.shape[0]))
+    with atomic_path(path) as tmp:
+        save_image(x, tmp, nrow=nrow, padding=2, format="PNG")
+    return Path(path)
+
+
+def load_model(run_dir: str | Path, epoch: int | None = None,
+               device: str | torch.device = "cpu") -> tuple[RunConfig, GenerativeModel]:
+    """The run's config and its model at ``epoch`` (default: the newest checkpoint), in eval mode on ``device``."""
+    rd = RunDir(run_dir)
+    cfg = rd.read_config()
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights; keep the caller's RNG untouched
+        model = registry.get(cfg.family).build(cfg)
+    _load_networks(model, rd.load_checkpoint(epoch, map_location="cpu"))
+    return cfg, model.to(device).eval()
+
+
+def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between ``cfg`` and a saved config dict, as 'key: saved -> new'."""
+    new, old = _flatten(json.loads(cfg.to_json())), _flatten(saved)
+    return [f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}"
+            for k in sorted(set(new) | set(old)) if new.get(k, ...) != old.get(k, ...)]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# private helpers
+
+
+@contextlib.contextmanager
+def _process_group(device: torch.device):
+    info = distributed.setup(device.type)
+    if device.type == "cuda" and info.enabled:
+        device = torch.device("cuda", info.local_rank)
+    try:
+        yield info, device
+    finally:
+        distributed.cleanup(info)
+
+
+def _epochs_done(rd: RunDir, cfg: RunConfig, resume: bool) -> int:
+    """Completed epochs to resume from (0 = fresh). Refuses to overwrite checkpoints or to mix configs."""
+    epochs = rd.checkpoint_epochs()
+    if not epochs:
+        return 0
+    if not resume:
+        raise ConfigError(f"{rd.path} already holds checkpoints (epochs {epochs}); resume it (--resume, "
+                          f"resume=True) or choose another run folder")
+    if not rd.config_path.exists():
+        raise ConfigError(f"{rd.path} holds checkpoints but no config.json; cannot check it is the same run")
+    diffs = config_differences(cfg, json.loads(rd.config_path.read_text()))
+    if diffs:
+        raise ConfigError(f"cannot resume {rd.path}: its config.json differs from the requested config at "
+                          f"{'; '.join(diffs)}. Use the same settings, or another run folder.")
+    return epochs[-1]
+
+
+def _per_rank_batch(batch_size: int, world_size: int) -> int:
+    if batch_size % world_size:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must divide evenly over "
+                          f"{world_size} processes")
+    return batch_size // world_size
+
+
+def _check_images(images: torch.Tensor, model: GenerativeModel, cfg: RunConfig) -> None:
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)")
+    if images.shape[-1] != model.image_size or images.shape[-2] != model.image_size:
+        raise ConfigError(f"data.image_size={cfg.data.image_size} gives {tuple(images.shape[-2:])} images but the "
+                          f"{cfg.family} model was built for {model.image_size}x{model.image_size}")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _extra_state(model: nn.Module, networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    prefixes = tuple(f"{name}." for name in networks)
+    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
+
+
+def _load_networks(model: nn.Module, ckpt: dict) -> None:
+    full = {f"{name}.{k}": v for name, sd in ckpt["networks"].items() for k, v in sd.items()}
+    model.load_state_dict({**full, **ckpt.get("model_extra", {})}, strict=True)
+
+
+def _checkpoint_state(cfg: RunConfig, epoch: int, step: int, model: nn.Module, networks: dict[str, nn.Module],
+                      optimizers: dict, schedulers: dict, ctx: StepContext, data_rng: torch.Generator,
+                      history: list[dict]) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "config": cfg.to_json(),
+        "networks": {name: net.state_dict() for name, net in networks.items()},
+        "model_extra": _extra_state(model, networks),
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
+        "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
+        "rng": {"global": rng_state(), "train": ctx.generator.get_state(), "train_device": ctx.device.type,
+                "data": data_rng.get_state()},
+        "history": [dict(row) for row in history],
+    }
+
+
+def _restore(ckpt: dict, seed: int, rank: int, model: nn.Module, optimizers: dict, schedulers: dict,
+             ctx: StepContext, data_rng: torch.Generator) -> tuple[int, list[dict]]:
+    """Load a checkpoint into the live objects; return (step, history)."""
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}")
+    _load_networks(model, ckpt)
+    for kind, live in (("optimizers", optimizers), ("schedulers", schedulers)):
+        if set(ckpt[kind]) != set(live):
+            raise ValueError(f"checkpoint has {kind} {sorted(ckpt[kind])}, the model has {sorted(live)}")
+        for name, obj in live.items():
+            obj.load_state_dict(ckpt[kind][name])
+    if ctx.scaler is not None and ckpt["scaler"] is not None:
+        ctx.scaler.load_state_dict(ckpt["scaler"])
+    set_rng_state(ckpt["rng"]["global"])
+    data_rng.set_state(ckpt["rng"]["data"])
+    if rank == 0 and ckpt["rng"]["train_device"] == ctx.device.type:
+        ctx.generator.set_state(ckpt["rng"]["train"])
+    else:  # only rank 0's state is saved, and a CUDA state cannot seed a CPU generator: derive a fresh seed
+        ctx.generator.manual_seed(derive_seed(seed, f"train/rank{rank}/resumed-at-step-{ckpt['step']}"))
+    return int(ckpt["step"]), [dict(row) for row in ckpt["history"]]
