@@ -19,6 +19,7 @@ from xrutils.config import ConfigError, RunConfig, build_config
 from xrutils.data import batches, load_images
 from xrutils.runs import RunDir
 from xrutils.train import (
+    _restore,
     count_steps,
     load_model,
     lr_factor,
@@ -372,3 +373,19 @@ def test_gpu_baseline_script_runs_at_smoke_size_on_cpu(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["family"] for r in rows] == FAMILIES
     assert all(r["images_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["precision"] == "fp32" for r in rows)
+
+
+def test_only_the_newest_checkpoint_keeps_the_training_state(tmp_path):
+    rd = RunDir(tmp_path / "run")
+    train(tiny("gan"), rd.path, progress=False)
+    *older, newest = [rd.load_checkpoint(e) for e in rd.checkpoint_epochs()]
+    assert older, "tiny runs should have several epochs"
+    assert newest.get("resumable", True) and "optimizers" in newest and "rng" in newest
+    for ckpt in older:  # weights stay for the evaluators; optimiser moments and RNG states are dropped
+        assert ckpt["resumable"] is False and "optimizers" not in ckpt and ckpt["networks"]
+    with pytest.raises(ValueError, match="weights only"):
+        _restore(older[0], 0, 0, None, {}, {}, None, None)
+
+    full = RunDir(tmp_path / "all")
+    train(tiny("gan").override({"train.keep_training_state": "all"}), full.path, progress=False)
+    assert all("optimizers" in full.load_checkpoint(e) for e in full.checkpoint_epochs())

@@ -96,6 +96,9 @@ class TrainConfig:
     warmup_steps: int = 0  # linear LR warm-up steps (the DDPM uses 500 with a cosine decay)
     lr_schedule: Literal["constant", "cosine"] = "constant"
     log_every: int = 50  # steps between progress-bar updates of the loss
+    # Which checkpoints keep the optimiser, scheduler, scaler and RNG states. "last": only the newest (enough to
+    # resume; older epochs keep the weights the evaluators score, ~3x smaller for Adam); "all": every checkpoint.
+    keep_training_state: Literal["last", "all"] = "last"
 
     def __post_init__(self) -> None:
         validate_literals(self, "train")

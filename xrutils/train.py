@@ -25,6 +25,9 @@ Checkpoint ``checkpoints/epoch_NNN.pt`` (plain tensors and Python values, read w
      "rng": {"global": seeding.rng_state(), "train": ByteTensor, "train_device": "cpu"|"cuda", "data": ByteTensor},
      "history": [history rows up to this epoch]}
 
+With ``train.keep_training_state="last"`` (default) only the newest checkpoint keeps optimizers, schedulers, scaler
+and RNG states; older ones are rewritten with weights only and ``"resumable": False`` once a newer one is on disk.
+
 ``history.csv`` columns: ``epoch``, ``step``, each loss key of the family averaged over the epoch (and over
 processes), ``images_per_s`` and ``seconds`` (the optimisation steps of the epoch), ``sample_seconds`` (the grid),
 ``lr`` (first optimizer's learning rate at the end of the epoch).
@@ -150,6 +153,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                     if last or epoch % cfg.train.checkpoint_every == 0:
                         rd.save_checkpoint(epoch, _checkpoint_state(cfg, epoch, step, model, networks, optimizers,
                                                                     schedulers, ctx, data_rng, history))
+                        if cfg.train.keep_training_state == "last":
+                            _strip_older_training_state(rd, epoch)
                 rd.write_history(history)
                 if progress:
                     tqdm.write(f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}: loss "
@@ -340,11 +345,28 @@ def _checkpoint_state(cfg: RunConfig, epoch: int, step: int, model: nn.Module, n
     }
 
 
+TRAINING_STATE = ("optimizers", "schedulers", "scaler", "rng")
+
+
+def _strip_older_training_state(rd: RunDir, newest: int) -> None:
+    """Rewrite older checkpoints with weights only (atomically), once the newest full one is safely on disk."""
+    for epoch in rd.checkpoint_epochs():
+        if epoch >= newest:
+            continue
+        ckpt = rd.load_checkpoint(epoch)
+        if ckpt.get("resumable", True):
+            rd.save_checkpoint(epoch, {**{k: v for k, v in ckpt.items() if k not in TRAINING_STATE},
+                                       "resumable": False})
+
+
 def _restore(ckpt: dict, seed: int, rank: int, model: nn.Module, optimizers: dict, schedulers: dict,
              ctx: StepContext, data_rng: torch.Generator) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live objects; return (step, history)."""
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}")
+    if not ckpt.get("resumable", True):
+        raise ValueError(f"checkpoint of epoch {ckpt['epoch']} holds weights only (train.keep_training_state="
+                         f"'last' keeps the training state in the newest checkpoint); resume from the newest one")
     _load_networks(model, ckpt)
     for kind, live in (("optimizers", optimizers), ("schedulers", schedulers)):
         if set(ckpt[kind]) != set(live):
