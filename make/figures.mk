@@ -1,0 +1,43 @@
+# The figure pipeline: `make figures` (top-level Makefile) calls `figures-all`.
+#
+# Model notebooks train runs into $(RUNDIR)/<family>__<preset>/ (papermill, one per params/$(PROFILE)/<run>.yaml);
+# study notebooks draw figures into $(FIGDIR)/ after the runs (and GAN judge runs) they need; FIGURES.md comes last.
+# The rules are generated from the study table (xrutils/studies.py) into $(FIGURES_STAMPDIR)/rules.mk, rewritten
+# only when they change, and run by a sub-make, so `make -j` parallelises runs and studies.
+#
+# Incremental by file stamps written only on success: $(RUNDIR)/<run>/.complete and $(FIGDIR)/.stamps/<study>.done.
+# A run reruns when its params file, its notebook or its family's training code changes (a stale run folder is moved
+# to $(RUNDIR)/.stale/ first); a run killed half-way keeps its fingerprint and resumes from its last checkpoint.
+# A study reruns when its params, its notebook, the plotting/evaluation code or one of its runs changes.
+# NIH_ROOT (or $XRUTILS_NIH_ROOT) switches runs and Figure 1 to NIH data; changing it retrains.
+
+PROFILE ?= demo
+PY      ?= .venv/bin/python
+FIGDIR  ?= figures/$(PROFILE)
+RUNDIR  ?= runs/$(PROFILE)
+FIGURES_NIH_ROOT  = $(or $(NIH_ROOT),$(XRUTILS_NIH_ROOT))
+FIGURES_STAMPDIR ?= .make/$(PROFILE)
+FIGURES_RULES     = $(FIGURES_STAMPDIR)/rules.mk
+
+.PHONY: figures-all figures-rules figures-params figures-timing
+
+# Without -j on the command line the runs and studies still go in parallel, one job per core (each job then uses
+# one torch thread; see the generated rules). `make -jN figures` sets the number of jobs instead.
+FIGURES_NPROC := $(shell nproc 2>/dev/null || echo 1)
+FIGURES_JFLAG  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(FIGURES_NPROC))
+
+figures-all: figures-rules
+	@$(MAKE) --no-print-directory $(FIGURES_JFLAG) -f $(FIGURES_RULES) all PY="$(PY)" RUNDIR="$(RUNDIR)" \
+		FIGDIR="$(FIGDIR)" NIH_ROOT="$(FIGURES_NIH_ROOT)"
+
+figures-rules:
+	@$(PY) -m xrutils.studies makefile --profile $(PROFILE) --out $(FIGURES_RULES) \
+		--stamp-dir $(FIGURES_STAMPDIR) --nih-root "$(FIGURES_NIH_ROOT)"
+
+# Writes params/<profile>/*.yaml that are missing (existing, possibly edited, files are kept).
+figures-params:
+	$(PY) -m xrutils.studies params
+
+# Wall time of every executed notebook of the last build (slowest first).
+figures-timing:
+	@$(PY) -m xrutils.figures timing --fig-dir $(FIGDIR) --run-dir $(RUNDIR)

@@ -1,0 +1,321 @@
+"""The study table, figure provenance and index, plotting from run folders, the explorer's logic, make support.
+
+Fast: no training. Run folders are built by hand (config.json, history.csv, sample grids) the way the training loop
+writes them. The notebooks themselves run end to end in tests/test_notebooks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from xrutils import build_config, explorer, figures, plotting, registry, studies  # noqa: E402
+from xrutils.config import ConfigError  # noqa: E402
+from xrutils.runs import RunDir  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the study table
+
+
+def test_every_thesis_figure_belongs_to_exactly_one_study():
+    assert sorted(studies.FIGURES) == list(range(1, 38))
+    owners: dict[int, str] = {}
+    for name, study in studies.STUDIES.items():
+        for n in study.figures:
+            assert n not in owners, f"Figure {n} claimed by {owners.get(n)} and {name}"
+            owners[n] = name
+            assert studies.FIGURES[n].study == name
+    assert sorted(owners) == list(range(1, 38))
+
+
+def test_every_figure_has_a_plotting_function_and_a_caption():
+    assert plotting.figure_numbers() == list(range(1, 38))
+    for spec in studies.FIGURES.values():
+        assert len(spec.caption) > 20
+        assert re.fullmatch(r"[a-z0-9_\-]+", spec.slug)
+    assert len({s.stem for s in studies.FIGURES.values()}) == 37
+
+
+def test_runs_of_the_table_exist_as_presets():
+    runs = studies.all_runs()
+    assert len(runs) == len(set(runs)) == 25
+    for run in runs:
+        family, preset = studies.split_run_name(run)
+        assert preset in registry.get(family).presets, run
+        assert run in studies.LABELS
+    for spec in studies.FIGURES.values():
+        for run in spec.runs:
+            assert run in runs, (spec.number, run)
+
+
+def test_failure_and_comparison_runs_are_the_ones_the_brief_names():
+    assert studies.FIGURES[8].runs == ("gan__lr1e-3-asrun",)
+    assert studies.FIGURES[32].runs == ("ddpm__size32-deep",)
+    assert set(studies.STUDIES["compare"].runs) == {"gan__baseline", "vae__size32", "pixelcnn__baseline",
+                                                   "ddpm__size32"}
+    assert "gan__baseline" in studies.FIGURES[35].runs  # the GAN is added to Figure 35 (noted)
+    assert "GAN" in studies.FIGURES[35].note
+
+
+def _size(run: str, profile: str) -> int:
+    p = studies.read_params(REPO / "params" / profile / f"{run}.yaml")
+    return build_config(p["family"], p["preset"], profile, p.get("overrides") or {}).data.image_size
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "thesis"])
+def test_judges_are_the_gan_runs_of_the_same_image_size(profile):
+    for study in studies.STUDIES.values():
+        judges = studies.judge_runs_for(study, profile)
+        assert sorted(_size(j, profile) for j in judges) == sorted({_size(r, profile) for r in study.curve_runs})
+        assert all(j in ("gan__baseline", "gan__size32", "gan__size128") for j in judges)
+    assert "gan__size32" in studies.judge_runs_for(studies.STUDIES["compare"], profile)
+
+
+def test_bad_run_names_and_params_fail_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="<family>__<preset>"):
+        studies.split_run_name("gan_baseline")
+    bad = tmp_path / "x.yaml"
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        studies.read_params(bad)
+    with pytest.raises(ConfigError, match="neither a run"):
+        studies.params_notebook(tmp_path / "nonsense.yaml")
+    with pytest.raises(FileNotFoundError, match="nih_root"):
+        studies.data_overrides(tmp_path / "missing")
+    assert studies.data_overrides("") == {}
+    with pytest.raises(ConfigError, match="unknown study"):
+        studies.open_study("gan_nothing", profile="smoke", fig_dir=tmp_path)
+
+
+def test_params_files_exist_for_every_run_and_study_in_every_profile():
+    for profile in ("smoke", "demo", "thesis"):
+        folder = REPO / "params" / profile
+        names = {p.stem for p in folder.glob("*.yaml")}
+        assert set(studies.all_runs()) <= names, sorted(set(studies.all_runs()) - names)
+        assert set(studies.STUDIES) <= names
+        for path in folder.glob("*.yaml"):
+            p = studies.read_params(path)
+            assert p.get("profile") == profile, path
+            if "__" in path.stem:
+                family, preset = studies.split_run_name(path.stem)
+                assert (p["family"], p["preset"]) == (family, preset), path
+                build_config(p["family"], p["preset"], profile, p.get("overrides") or {})  # valid config
+
+
+def test_write_params_keeps_edited_files(tmp_path):
+    written = studies.write_params(["smoke"], root=tmp_path)
+    assert len(written) == len(studies.all_runs()) + len(studies.STUDIES)
+    edited = tmp_path / "params" / "smoke" / "gan_lr.yaml"
+    edited.write_text(edited.read_text().replace("corrected", "original"))
+    assert studies.write_params(["smoke"], root=tmp_path) == []
+    assert "original" in edited.read_text()
+    studies.write_params(["smoke"], root=tmp_path, force=True)
+    assert "original" not in edited.read_text()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summaries
+
+
+def _curve(scores, width=0.1):
+    return {"epochs": list(range(1, len(scores) + 1)), "score": scores, "lo": [s - width for s in scores],
+            "hi": [s + width for s in scores]}
+
+
+def test_summary_names_the_best_run_and_whether_the_gap_is_clear():
+    runs = {"gan__baseline": {"judge": _curve([1.0, 2.0]), "judge_size": 64},
+            "gan__lr1e-5": {"judge": _curve([1.0, 1.5]), "judge_size": 64}}
+    text = "\n".join(studies.judge_summary(runs))
+    assert "Best: **GAN baseline" in text and "clearly above" in text
+    runs["gan__lr1e-5"]["judge"] = _curve([1.0, 1.95])
+    assert "overlaps" in "\n".join(studies.judge_summary(runs))
+    assert studies.judge_summary({}) == ["No judge scores were computed."]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# hand-made run folders (what train() writes), and plotting from them
+
+
+def _fake_run(root: Path, run: str, profile: str = "smoke", epochs: int = 3) -> Path:
+    family, preset = studies.split_run_name(run)
+    cfg = build_config(family, preset, profile)
+    rd = RunDir(root / run).create()
+    rd.write_config(cfg)
+    rows = []
+    s = cfg.data.image_size
+    for e in range(1, epochs + 1):
+        grid = (np.random.default_rng(e).random((2 * s + 6, 2 * s + 6)) * 255).astype(np.uint8)
+        Image.fromarray(grid).save(rd.sample_path(e))
+        torch.save({"epoch": e}, rd.checkpoint_path(e))
+        rows.append({"epoch": e, "step": e * 2, "loss": 1.0 / e, "loss_d": 0.5 / e, "lr": 1e-4})
+    rd.write_history(rows)
+    return rd.path
+
+
+@pytest.fixture()
+def study_ctx(tmp_path):
+    runs = tmp_path / "runs"
+    for run in ("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"):
+        _fake_run(runs, run)
+    ctx = studies.open_study("gan_lr", profile="smoke", run_root=runs, fig_dir=tmp_path / "figs", protocol="corrected")
+    ctx.results = {"protocol": "corrected", "judges": {"64": {"run_dir": str(runs / "gan__baseline")}},
+                   "runs": {r: {"judge": _curve([1.0, 1.4, 1.2 + i]), "judge_size": 64, "image_size": 64}
+                            for i, r in enumerate(("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"))}}
+    return ctx
+
+
+def test_curve_figure_saves_png_pdf_index_and_provenance(study_ctx):
+    fig = plotting.fig_09(study_ctx)
+    plt.close(fig)
+    png = study_ctx.fig_dir / "fig_09_gan_lr_curves.png"
+    assert png.exists() and (study_ctx.fig_dir / "fig_09_gan_lr_curves.pdf").exists()
+    entry = json.loads((study_ctx.fig_dir / "index" / "fig_09_gan_lr_curves.json").read_text())
+    prov = figures.read_provenance(png)
+    assert prov == json.loads(json.dumps(entry, sort_keys=True, default=str))
+    assert entry["number"] == 9 and entry["caption"].startswith("Discriminator loss after")
+    assert entry["notebook"] == "notebooks/gan_lr.ipynb"
+    assert entry["parameters"]["protocol"] == "corrected"
+    assert entry["data_source"].startswith("phantom")
+    roles = {r["role"] for r in entry["runs"]}
+    assert "scored" in roles and any(r.startswith("judge") for r in roles)
+    assert entry["commit"]
+    with Image.open(png) as im:
+        assert im.text["Title"] == "Thesis Figure 9"
+    assert b"Keywords" in (study_ctx.fig_dir / "fig_09_gan_lr_curves.pdf").read_bytes()
+
+
+def test_smoke_and_demo_figures_say_so_on_their_face(study_ctx):
+    fig = plotting.fig_06(study_ctx)
+    texts = [t.get_text() for t in fig.texts]
+    plt.close(fig)
+    assert any("smoke profile, phantom data" in t for t in texts)
+    assert figures.footer_text("demo", "phantom").startswith("demo profile, phantom data")
+    assert figures.footer_text("thesis", "NIH ChestX-ray14") is None
+
+
+def test_curve_figure_refuses_missing_results(study_ctx):
+    study_ctx.results = None
+    with pytest.raises(ValueError, match="evaluate"):
+        plotting.fig_09(study_ctx)
+
+
+def test_sample_figure_reads_the_final_grid_and_real_images(study_ctx):
+    fig = plotting.fig_07(study_ctx)
+    titles = [ax.get_title() for ax in fig.axes]
+    plt.close(fig)
+    assert titles[0].startswith("Dataset") and "epoch 3" in titles[1] and "lr 1e-5" in titles[1]
+    entry = json.loads((study_ctx.fig_dir / "index" / "fig_07_gan_lr_samples.json").read_text())
+    assert [r["epoch"] for r in entry["runs"]] == [3, 3]
+
+
+def test_index_lists_all_37_and_marks_missing(study_ctx):
+    plt.close(plotting.fig_09(study_ctx))
+    out = figures.build_index(study_ctx.fig_dir, "smoke")
+    text = out.read_text()
+    assert "Figures present: 1 of 37" in text
+    assert len(re.findall(r"^## Figure \d+ — missing", text, flags=re.M)) == 36
+    assert "fig_09_gan_lr_curves.png" in text
+    with pytest.raises(FileNotFoundError, match="missing"):
+        figures.build_index(study_ctx.fig_dir, "smoke", require_all=True)
+    assert figures.main(["index", "--fig-dir", str(study_ctx.fig_dir), "--profile", "smoke", "--require-all"]) == 2
+
+
+def test_summary_is_written_next_to_the_claim(study_ctx):
+    text = study_ctx.summary()
+    assert "GAN lr 1e-3" in text and "The thesis (§3.2.4) claimed" in text
+    assert (study_ctx.fig_dir / "summaries" / "gan_lr.md").read_text() == text
+
+
+def test_architecture_traces_come_from_real_forward_passes():
+    gan = registry.get("gan").build(build_config("gan", "baseline", "thesis"))
+    recs = plotting.trace_layers(gan.generator, torch.zeros(2, gan.cfg.nz, 1, 1))
+    assert [r["shape"] for r in recs][-1] == (1, 64, 64)
+    assert recs[0]["in"] == (gan.cfg.nz, 1, 1) and recs[0]["shape"] == (512, 4, 4)
+    ddpm = registry.get("ddpm").build(build_config("ddpm", "tiny", "smoke"))
+    found = plotting.unet_shapes(plotting.find_unet(ddpm), ddpm.image_size)
+    assert found[0]["stage"] == "in" and found[-1]["shape"] == (1, ddpm.image_size, ddpm.image_size)
+    assert any(f["stage"] == "mid" for f in found)
+
+
+def test_collapse_stats_tell_collapse_from_diversity():
+    reals = torch.rand(16, 1, 8, 8)
+    same = torch.full((16, 1, 8, 8), 0.5)
+    assert plotting.collapse_stats(same, reals)["diversity_ratio"] == pytest.approx(0.0)
+    assert plotting.collapse_stats(torch.rand(16, 1, 8, 8), reals)["diversity_ratio"] > 0.8
+    black = torch.zeros(4, 1, 8, 8)
+    assert plotting.collapse_stats(black, reals)["mean_intensity"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# explorer logic
+
+
+def test_explorer_lists_runs_and_scrubs_epochs(tmp_path):
+    a = _fake_run(tmp_path, "gan__baseline", epochs=3)
+    _fake_run(tmp_path, "vae__size32", epochs=2)
+    (tmp_path / ".stale").mkdir()
+    assert [p.name for p in explorer.list_runs(tmp_path)] == ["gan__baseline", "vae__size32"]
+    png, shown = explorer.grid_png(a, 2)
+    assert shown == 2 and png.startswith(b"\x89PNG")
+    assert explorer.grid_png(a, 99)[1] == 3
+    assert explorer.history_columns([a]) == ["step", "loss", "loss_d", "lr"]
+    fig = explorer.plot_history([a], "loss")
+    assert len(fig.axes[0].lines) == 1
+    plt.close(fig)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        explorer.list_runs(tmp_path / "nope")
+    ex = explorer.Explorer(tmp_path)
+    assert ex.epoch.max == 3 and len(ex.grids.children) == 2
+    ex.family.value = "vae"
+    assert ex.picker.value == ("vae__size32",) and ex.epoch.max == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# make support
+
+
+def test_prepare_run_resumes_current_runs_and_moves_stale_ones(tmp_path):
+    params = tmp_path / "gan__tiny.yaml"
+    params.write_text("family: gan\npreset: tiny\noverrides: {}\nprofile: smoke\nseed: 0\n")
+    run = tmp_path / "runs" / "gan__tiny"
+    assert studies.prepare_run(params, run) == "new"
+    cfg = studies.run_config("gan", "tiny", "smoke")
+    RunDir(run).write_config(cfg)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch_001.pt").write_bytes(b"x")
+    (run / ".complete").touch()
+    assert studies.prepare_run(params, run) == "resume"  # a killed run keeps its checkpoints
+    assert (run / "checkpoints" / "epoch_001.pt").exists() and not (run / ".complete").exists()
+    params.write_text("family: gan\npreset: tiny\noverrides: {train.lr: 0.001}\nprofile: smoke\nseed: 0\n")
+    assert studies.prepare_run(params, run) == "stale"
+    assert not (run / "checkpoints").exists()
+    assert (tmp_path / "runs" / ".stale" / "gan__tiny" / "checkpoints" / "epoch_001.pt").exists()
+
+
+def test_generated_rules_wire_runs_judges_and_studies():
+    text = studies.makefile_text("demo", stamp_dir=".make/demo")
+    for run in studies.all_runs():
+        family, _ = studies.split_run_name(run)
+        assert f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml notebooks/{family}.ipynb $(TRAIN_SRC_{family})" \
+            in text
+    compare = next(line for line in text.splitlines() if line.startswith("$(FIGDIR)/.stamps/compare.done:"))
+    assert "$(RUNDIR)/gan__size32/.complete" in compare and "params/demo/compare.yaml" in compare
+    assert "$(RUNDIR)/vae__baseline/.complete" not in compare
+    index = next(line for line in text.splitlines() if line.startswith("$(FIGDIR)/FIGURES.md:"))
+    assert index.count(".stamps/") == len(studies.STUDIES)
+    # the VAE's training code is not a prerequisite of GAN runs
+    gan_src = next(line for line in text.splitlines() if line.startswith("TRAIN_SRC_gan :="))
+    assert "models/dcgan.py" in gan_src and "models/vae.py" not in gan_src
