@@ -28,15 +28,6 @@ from xrutils.runs import RunDir
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one intra-op thread is faster than two, and far faster on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def reals() -> dict[str, torch.Tensor]:
     data = DataConfig(image_size=SIZE, phantom_n=200)

@@ -33,16 +33,6 @@ FAMILIES = registry.families()
 TIMING = {"images_per_s", "seconds", "sample_seconds"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared 2-core machine OpenMP spinning makes them
-    tens of times slower; restore the session's setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(family: str, **overrides) -> RunConfig:
     """The tiny preset under the smoke profile: 3 epochs of 2 steps, 4-image grids."""
     return build_config(family, "tiny", "smoke", {"train.epochs": 3, **overrides})
