@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import torch
 
-from xrutils.config import ConfigError
+from xrutils.config import ConfigError, _check_positive
 from xrutils.seeding import derive_seed
 
 
@@ -54,8 +54,7 @@ def check_image_size(family: str, size: int, allowed: tuple[int, ...]) -> None:
 
 def check_positive(name: str, value: float, *, zero_ok: bool = False) -> None:
     """Raise a ConfigError naming ``model.<name>`` unless value > 0 (or >= 0 with ``zero_ok``)."""
-    if value < 0 or (value == 0 and not zero_ok):
-        raise ConfigError(f"model.{name}={value!r} is invalid; expected a number {'>= 0' if zero_ok else '> 0'}")
+    _check_positive("model", name, value, zero_ok=zero_ok)
 
 
 def scaled(hidden: int, divisor: int, minimum: int) -> int:
