@@ -10,6 +10,8 @@ FIGDIR   := figures/$(PROFILE)
 RUNDIR   := runs/$(PROFILE)
 # Tests look for real NIH images through the same setting users use; default to the shared sample when present.
 TEST_NIH_ROOT ?= $(or $(XRUTILS_NIH_ROOT),$(wildcard $(abspath ../shared/nih_sample)))
+# ... and the 1,000 real images at 64 px for the real-data training path (tests skip, with a reason, without it)
+TEST_NIH_SMALL64 ?= $(or $(XRUTILS_NIH_SMALL64),$(wildcard $(abspath ../shared/nih_small64)))
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
@@ -30,7 +32,7 @@ figures: $(STAMP)
 
 ## test: the whole test suite (CPU, offline)
 test: $(STAMP)
-	XRUTILS_NIH_ROOT="$(TEST_NIH_ROOT)" $(PY) -m pytest -q $(PYTEST_ARGS)
+	XRUTILS_NIH_ROOT="$(TEST_NIH_ROOT)" XRUTILS_NIH_SMALL64="$(TEST_NIH_SMALL64)" $(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## smoke: the figure pipeline end to end in the smoke profile (seconds per run)
 smoke: $(STAMP)

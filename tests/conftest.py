@@ -39,3 +39,17 @@ def nih_root() -> Path:
     if not (root / "Data_Entry_2017.csv").exists() and not (root / "Data_Entry_2017_v2020.csv").exists():
         pytest.skip(f"XRUTILS_NIH_ROOT={root} has no Data_Entry_2017.csv")
     return root
+
+
+@pytest.fixture(scope="session")
+def nih_small64_root() -> Path:
+    """The 1,000 real NIH images at 64 px (``../shared/nih_small64``), found through XRUTILS_NIH_SMALL64 (``make
+    test`` sets it when the folder exists); skipped when absent."""
+    env = os.environ.get("XRUTILS_NIH_SMALL64", "").strip()
+    if not env:
+        pytest.skip("XRUTILS_NIH_SMALL64 is not set: no 64 px NIH images to test against "
+                    "(`make test` sets it to ../shared/nih_small64 when that folder exists)")
+    root = Path(env).expanduser()
+    if not (root / "Data_Entry_2017_v2020.csv").exists() and not (root / "Data_Entry_2017.csv").exists():
+        pytest.skip(f"XRUTILS_NIH_SMALL64={root} has no Data_Entry CSV")
+    return root

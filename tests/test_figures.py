@@ -51,7 +51,8 @@ def test_every_figure_has_a_plotting_function_and_a_caption():
 
 def test_runs_of_the_table_exist_as_presets():
     runs = studies.all_runs()
-    assert len(runs) == len(set(runs)) == 25
+    assert len(runs) == len(set(runs)) == 27  # the thesis's 25, the demo's faithful GAN and its 16² judge
+    assert set(studies.all_runs("thesis")) == set(runs) - {"gan__faithful", "gan__size16"}
     for run in runs:
         family, preset = studies.split_run_name(run)
         assert preset in registry.get(family).presets, run
@@ -80,8 +81,10 @@ def test_judges_are_the_gan_runs_of_the_same_image_size(profile):
     for study in studies.STUDIES.values():
         judges = studies.judge_runs_for(study, profile)
         assert sorted(_size(j, profile) for j in judges) == sorted({_size(r, profile) for r in study.curve_runs})
-        assert all(j in ("gan__baseline", "gan__size32", "gan__size128") for j in judges)
+        assert all(j in ("gan__size16", "gan__baseline", "gan__size32", "gan__size128") for j in judges)
     assert "gan__size32" in studies.judge_runs_for(studies.STUDIES["compare"], profile)
+    # the demo halves the VAE and PixelCNN sizes: its compare study's 32² VAE is 16² and needs the 16² judge
+    assert ("gan__size16" in studies.judge_runs_for(studies.STUDIES["compare"], profile)) == (profile == "demo")
 
 
 def test_bad_run_names_and_params_fail_clearly(tmp_path):
@@ -104,7 +107,7 @@ def test_params_files_exist_for_every_run_and_study_in_every_profile():
     for profile in ("smoke", "demo", "thesis"):
         folder = REPO / "params" / profile
         names = {p.stem for p in folder.glob("*.yaml")}
-        assert set(studies.all_runs()) <= names, sorted(set(studies.all_runs()) - names)
+        assert set(studies.all_runs(profile)) <= names, sorted(set(studies.all_runs(profile)) - names)
         assert set(studies.STUDIES) <= names
         for path in folder.glob("*.yaml"):
             p = studies.read_params(path)
@@ -117,7 +120,7 @@ def test_params_files_exist_for_every_run_and_study_in_every_profile():
 
 def test_write_params_keeps_edited_files(tmp_path):
     written = studies.write_params(["smoke"], root=tmp_path)
-    assert len(written) == len(studies.all_runs()) + len(studies.STUDIES)
+    assert len(written) == len(studies.all_runs("smoke")) + len(studies.STUDIES)
     edited = tmp_path / "params" / "smoke" / "gan_lr.yaml"
     edited.write_text(edited.read_text().replace("corrected", "original"))
     assert studies.write_params(["smoke"], root=tmp_path) == []
@@ -307,7 +310,7 @@ def test_prepare_run_resumes_current_runs_and_moves_stale_ones(tmp_path):
 
 def test_generated_rules_wire_runs_judges_and_studies():
     text = studies.makefile_text("demo", stamp_dir=".make/demo")
-    for run in studies.all_runs():
+    for run in studies.all_runs("demo"):
         family, _ = studies.split_run_name(run)
         assert f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml notebooks/{family}.ipynb $(TRAIN_SRC_{family})" \
             in text

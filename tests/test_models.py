@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -179,22 +180,30 @@ def test_thesis_baselines_and_asrun_differences() -> None:
 
 
 def test_demo_profile_keeps_each_study_contrast() -> None:
+    """The demo scales (docs/DISCREPANCIES.md, Profiles) but keeps each study's order and ratios."""
     def demo(family: str, preset: str) -> RunConfig:
         return build_config(family, preset, "demo")
 
     h = [demo("gan", p).model.hidden for p in ("hidden32", "baseline", "hidden128")]
-    assert h[0] * 2 == h[1] and h[1] * 2 == h[2] and h[1] < 64
-    h = [demo("vae", p).model.hidden for p in ("hidden300", "baseline", "hidden500")]
-    assert h[0] * 4 == 300 * h[1] // 100 and h[2] * 4 == 500 * h[1] // 100 and h[1] < 400
-    for family, presets in {"gan": ("size32", "baseline", "size128"), "vae": ("size32", "size64", "baseline"),
-                            "pixelcnn": ("size32", "baseline", "size128"), "ddpm": ("size32", "baseline")}.items():
+    assert h == [12, 16, 32]  # widths / 4, at least 12 (h 8 does not learn)
+    assert demo("gan", "baseline").model.diversity_weight == 0.0 and demo("gan", "faithful").model.diversity_weight == 0.5
+    assert build_config("gan", "faithful") == dataclasses.replace(build_config("gan", "baseline"), preset="faithful")
+    assert [demo("vae", p).model.hidden for p in ("hidden300", "baseline", "hidden500")] == [300, 400, 500]
+    for family, presets, halved in [("gan", ("size32", "baseline", "size128"), False),
+                                    ("vae", ("size32", "size64", "baseline"), True),
+                                    ("pixelcnn", ("size32", "baseline", "size128"), True),
+                                    ("ddpm", ("size32", "baseline"), False)]:
         sizes = [demo(family, p).data.image_size for p in presets]
-        assert sizes == [build_config(family, p).data.image_size for p in presets]
-    for family, preset in [("gan", "lr1e-5"), ("vae", "lr1e-6"), ("pixelcnn", "lr5e-4"), ("ddpm", "lr1e-5")]:
-        assert demo(family, preset).train.lr == build_config(family, preset).train.lr
+        thesis = [build_config(family, p).data.image_size for p in presets]
+        assert sizes == ([s // 2 for s in thesis] if halved else thesis), family
+    for family, presets in {"gan": ("baseline", "lr1e-5"), "vae": ("baseline", "lr1e-5", "lr1e-6"),
+                            "pixelcnn": ("baseline", "lr5e-4", "lr1e-5"), "ddpm": ("baseline", "lr5e-4", "lr1e-5")}.items():
+        ratios = [demo(family, p).train.lr / demo(family, presets[0]).train.lr for p in presets]
+        thesis = [build_config(family, p).train.lr / build_config(family, presets[0]).train.lr for p in presets]
+        assert ratios == pytest.approx(thesis), family
     assert demo("pixelcnn", "asrun").model.arch == "plain" and demo("pixelcnn", "baseline").model.arch == "residual"
-    assert demo("ddpm", "baseline").model.block_out_channels == (8, 8, 16, 16, 32, 32)
-    assert demo("ddpm", "size32").model.block_out_channels == (8, 16, 32)
+    assert demo("ddpm", "baseline").model.block_out_channels == (16, 16, 32, 32, 64, 64)
+    assert demo("ddpm", "size32").model.block_out_channels == (16, 32, 64)
     assert demo("ddpm", "baseline").model.sampler == "ddim"
 
 

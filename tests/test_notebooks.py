@@ -149,7 +149,7 @@ NOTEBOOK_RUNS = ("gan__lr1e-5", "vae__lr1e-5", "pixelcnn__lr1e-5", "ddpm__lr1e-5
 def _pretrain(runs: Path) -> None:
     from xrutils.train import train
 
-    for run in studies.all_runs():
+    for run in studies.all_runs("smoke"):
         if run in NOTEBOOK_RUNS:
             continue
         params_path = REPO / "params" / "smoke" / f"{run}.yaml"
@@ -188,7 +188,7 @@ def _has_image(nb) -> bool:
     return any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
 
 
-@pytest.mark.parametrize("run", studies.all_runs())
+@pytest.mark.parametrize("run", studies.all_runs("smoke"))
 def test_run_folder_is_complete_and_model_notebooks_trained_theirs(smoke_build, run):
     d = smoke_build["runs"] / run
     rd = RunDir(d)
@@ -322,7 +322,7 @@ def test_changing_one_studys_params_reruns_only_that_study(smoke_build):
     assert "prepare-run" not in dry.stdout
     dry = _dry_run_rules(smoke_build, "xrutils/models/vae.py")
     trained = set(re.findall(r"prepare-run --params params/smoke/(\S+)\.yaml", dry.stdout))
-    assert trained == {r for r in studies.all_runs() if r.startswith("vae__")}, dry.stdout
+    assert trained == {r for r in studies.all_runs("smoke") if r.startswith("vae__")}, dry.stdout
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, _data_home):

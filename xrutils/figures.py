@@ -154,8 +154,10 @@ def _fmt_runs(runs: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False) -> Path:
-    """Write ``FIGURES.md`` listing Figures 1-37 (missing ones marked) and the supplementary figures."""
+def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False,
+                run_dir: str | Path | None = None) -> Path:
+    """Write ``FIGURES.md`` listing Figures 1-37 (missing ones marked) and the supplementary figures; with
+    ``run_dir`` (the build's run folders) also the learning summary (:mod:`xrutils.learning`) at its top."""
     fig_dir = Path(fig_dir)
     entries = read_entries(fig_dir)
     missing = [n for n in FIGURES if str(n) not in entries or not (fig_dir / entries[str(n)]["files"]["png"]).exists()]
@@ -167,8 +169,15 @@ def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False)
              f"Figures present: {len(FIGURES) - len(missing)} of {len(FIGURES)}"
              + (f" (missing: {', '.join(map(str, missing))})" if missing else "") + ".", ""]
     if profile != "thesis":
-        lines += [f"**These are {profile}-profile figures**: small models trained briefly, meant to show that the "
-                  "pipeline works, not to reproduce the thesis's numbers.", ""]
+        lines += [f"**These are {profile}-profile figures**: small models trained for minutes on a CPU (every "
+                  "deviation from the thesis is listed in docs/DISCREPANCIES.md, section Profiles), meant to show "
+                  "that each family learns, not to reproduce the thesis's numbers.", ""]
+    if run_dir is not None and Path(run_dir).is_dir():
+        from xrutils import learning
+
+        lines += learning.summary_lines(learning.write_summary(fig_dir, run_dir, profile))
+        if (fig_dir / "overview.png").exists():
+            lines += ["![each family's final baseline samples](overview.png)", ""]
     summaries = fig_dir / "summaries"
     for key in [*map(str, FIGURES), *SUPPLEMENTARY]:
         s = FIGURES[int(key)] if key.isdigit() else SUPPLEMENTARY[key]
@@ -205,15 +214,15 @@ def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False)
 
 def timing(fig_dir: str | Path, run_dir: str | Path) -> str:
     """Wall time of every executed notebook of a build (papermill's own record), slowest first, and the span."""
+    from xrutils.learning import papermill_times
+
     rows = []
     paths = [*Path(run_dir).glob("*/notebook.ipynb"), *Path(fig_dir).glob("notebooks/*.ipynb")]
     for path in paths:
-        meta = json.loads(path.read_text()).get("metadata", {}).get("papermill", {})
-        if meta.get("start_time") and meta.get("end_time"):
-            start = _dt.datetime.fromisoformat(meta["start_time"])
-            end = _dt.datetime.fromisoformat(meta["end_time"])
+        t = papermill_times(path)
+        if t is not None:
             name = path.parent.name if path.name == "notebook.ipynb" else path.stem
-            rows.append((float(meta.get("duration") or (end - start).total_seconds()), name, start, end))
+            rows.append((t[0], name, t[1], t[2]))
     if not rows:
         return "no executed notebooks found"
     rows.sort(reverse=True)
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fig-dir", required=True)
     p.add_argument("--profile", required=True)
     p.add_argument("--require-all", action="store_true", help="fail when a thesis figure is missing")
+    p.add_argument("--run-dir", default=None, help="the build's run folders: adds the learning summary")
     t = sub.add_parser("timing", help="wall time per executed notebook of a build")
     t.add_argument("--fig-dir", required=True)
     t.add_argument("--run-dir", required=True)
@@ -239,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         print(timing(args.fig_dir, args.run_dir))
         return 0
     try:
-        out = build_index(args.fig_dir, args.profile, require_all=args.require_all)
+        out = build_index(args.fig_dir, args.profile, require_all=args.require_all, run_dir=args.run_dir)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

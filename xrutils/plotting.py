@@ -57,6 +57,25 @@ def grid_image(run_dir: str | Path, epoch: int | None = None) -> np.ndarray:
         return np.asarray(im.convert("L"))
 
 
+def size_label(cfg: RunConfig) -> str:
+    """'64²', or '128² (upsampled from a 64 px source)' when the run trained above its images' own resolution."""
+    size = cfg.data.image_size
+    native = _native(cfg.data)
+    return f"{size}²" + (f" (upsampled from a {native} px source)" if native < size else "")
+
+
+_NATIVE: dict[Any, int] = {}
+
+
+def _native(data_cfg: Any) -> int:
+    from xrutils.data import native_resolution
+
+    key = (data_cfg.source, data_cfg.root, data_cfg.phantom_n, data_cfg.phantom_seed, data_cfg.chestmnist_path)
+    if key not in _NATIVE:
+        _NATIVE[key] = native_resolution(data_cfg)
+    return _NATIVE[key]
+
+
 def run_info(run_dir: str | Path, role: str, epoch: int | None = None) -> dict[str, Any]:
     cfg = RunDir(run_dir).read_config()
     return {"run_dir": str(run_dir), "role": role, "epoch": epoch, "family": cfg.family, "preset": cfg.preset,
@@ -108,10 +127,10 @@ def sample_figure(ctx: StudyContext, key: int | str, runs: list[str], *, dataset
     panels, prov = [], []
     if dataset:
         ref = max(cfgs, key=lambda c: c.data.image_size)
-        panels.append((f"Dataset ({ref.data.image_size}²)", real_grid(ref)))
+        panels.append((f"Dataset ({size_label(ref)})", real_grid(ref)))
     for r, d, cfg in zip(runs, dirs, cfgs, strict=True):
         e = final_epoch(d)
-        panels.append((f"{label(r)}\n{cfg.data.image_size}², epoch {e}", grid_image(d, e)))
+        panels.append((f"{label(r)}\n{size_label(cfg)}, epoch {e}", grid_image(d, e)))
         prov.append(run_info(d, "samples", e))
     fig = _panels(panels)
     figures.save(fig, key, ctx, runs=prov, source=describe_data(cfgs[0]), short_source=short_source(cfgs[0]),
@@ -139,8 +158,7 @@ def _curve_axes(ax: plt.Axes, ctx: StudyContext, runs: list[str], results: dict 
             raise KeyError(f"study {ctx.study.name}: run {r} has no {part!r} scores in the evaluation result")
         x = np.asarray(c["epochs"], dtype=float)
         y = np.asarray(c["score"], dtype=float)
-        size = res[r].get("image_size") or res[r].get("judge_size")
-        name = f"{label(r)}, {size}²"
+        name = f"{label(r)}, {size_label(RunDir(ctx.run_dir(r)).read_config())}"
         if part == "classifier" and c.get("test_accuracy") is not None:
             name += f" [clf acc {c['test_accuracy']:.2f}]"
         (line,) = ax.plot(x, y, marker="o", ms=3, label=name)
@@ -702,6 +720,63 @@ def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
     fig.tight_layout()
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
     figures.save(fig, "S1", ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))
+    return fig
+
+
+def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__faithful") -> plt.Figure:
+    """Supplementary: the thesis's diversity loss at a scaled profile's width, next to the setting without it.
+
+    Panels: training images, both runs' last grids, FD8 of every grid against the training images, and the two
+    terms of the generator's loss (adversarial BCE and the weighted diversity term) per epoch."""
+    from xrutils.data import load_images
+    from xrutils.evaluators.metrics import pooled_fd
+    from xrutils.runs import read_grid
+
+    dirs = {r: ctx.run_dir(r) for r in (run, faithful)}
+    cfgs = {r: RunDir(d).read_config() for r, d in dirs.items()}
+    real = load_images(cfgs[run].data, progress=False).images
+    fig = plt.figure(figsize=(13, 6.6))
+    top = fig.add_gridspec(2, 3, height_ratios=[1.15, 1])
+    panels = [("Training images", real_grid(cfgs[run]))]
+    for r, d in dirs.items():
+        e = final_epoch(d)
+        panels.append((f"{label(r)}\ndiversity weight {cfgs[r].model.diversity_weight:g}, epoch {e}",
+                       grid_image(d, e)))
+    for i, (title, img) in enumerate(panels):
+        ax = fig.add_subplot(top[0, i])
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    ax_fd, ax_loss = fig.add_subplot(top[1, 0:2]), fig.add_subplot(top[1, 2])
+    fd8 = {}
+    for r, d in dirs.items():
+        rd, cfg = RunDir(d), cfgs[r]
+        epochs = rd.grid_epochs()
+        fd8[r] = [pooled_fd(real, read_grid(rd.sample_path(e), cfg.data.image_size, cfg.train.n_grid))
+                  for e in epochs]
+        ax_fd.plot(epochs, fd8[r], marker="o", ms=3, label=label(r))
+        rows = rd.read_history()
+        x = [row["epoch"] for row in rows]
+        (line,) = ax_loss.plot(x, [row["loss_g_adv"] for row in rows], label=f"{label(r)}: BCE(D(G(z)), 1)")
+        ax_loss.plot(x, [cfg.model.diversity_weight * row["diversity"] for row in rows], ls="--",
+                     color=line.get_color(), label=f"{label(r)}: weight x diversity")
+    ax_fd.set_xlabel("Epoch")
+    ax_fd.set_ylabel("FD8 vs training images (lower is better)")
+    ax_fd.set_title("FD8 of each fixed-noise grid (8x8-pooled pixels)", fontsize=9)
+    ax_fd.grid(alpha=0.3)
+    ax_fd.legend(fontsize=7)
+    ax_loss.set_xlabel("Epoch")
+    ax_loss.set_title("The generator's loss, term by term (epoch means)", fontsize=9)
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend(fontsize=6)
+    c = cfgs[run]
+    fig.suptitle(f"The thesis's diversity loss at {ctx.profile}-profile scale ({c.data.image_size}², h "
+                 f"{c.model.hidden}, lr {c.train.lr:g}, {RunDir(dirs[run]).read_history()[-1]['step']} steps): "
+                 f"last FD8 {fd8[run][-1]:.2f} without it, {fd8[faithful][-1]:.2f} with it", fontsize=10)
+    fig.tight_layout()
+    figures.save(fig, "S2", ctx, runs=[run_info(d, "samples + losses", final_epoch(d)) for d in dirs.values()],
+                 source=describe_data(c), short_source=short_source(c),
+                 extra={"fd8": {r: v[-1] for r, v in fd8.items()}})
     return fig
 
 

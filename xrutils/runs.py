@@ -30,6 +30,8 @@ from typing import Any
 import torch
 
 _EPOCH_RE = re.compile(r"epoch_(\d{3,})\.pt$")
+_GRID_RE = re.compile(r"epoch_(\d{3,})\.png$")
+GRID_PADDING = 2  # pixels between the tiles of a sample grid (torchvision make_grid's default, black)
 
 
 @contextlib.contextmanager
@@ -100,6 +102,13 @@ class RunDir:
 
     def sample_path(self, epoch: int) -> Path:
         return self.samples_dir / f"epoch_{epoch:03d}.png"
+
+    def grid_epochs(self) -> list[int]:
+        """Epochs (1-based) with a fixed-noise sample grid on disk, ascending."""
+        if not self.samples_dir.is_dir():
+            return []
+        found = (_GRID_RE.search(p.name) for p in self.samples_dir.iterdir())
+        return sorted(int(m.group(1)) for m in found if m)
 
     def create(self) -> RunDir:
         for d in (self.path, self.checkpoint_dir, self.samples_dir):
@@ -175,6 +184,29 @@ class RunDir:
             return False
         cfg = self.read_config()
         return cfg.train.epochs in self.checkpoint_epochs()
+
+
+def read_grid(path: str | Path, image_size: int, n: int | None = None) -> torch.Tensor:
+    """The tiles of a sample grid PNG as uint8 ``(n, 1, S, S)``, in row-major order (the inverse of the grid writer,
+    ``xrutils.train.save_grid``: tiles of ``image_size`` separated by :data:`GRID_PADDING` pixels). ``n`` drops the
+    empty filler tiles of an incomplete last row."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("L"))
+    p, s = GRID_PADDING, image_size
+    rows, cols = (a.shape[0] - p) // (s + p), (a.shape[1] - p) // (s + p)
+    if rows < 1 or cols < 1 or a.shape != (rows * (s + p) + p, cols * (s + p) + p):
+        raise ValueError(f"{path}: a {a.shape[1]}x{a.shape[0]} image is not a grid of {s}x{s} tiles with "
+                         f"{p}-pixel padding")
+    tiles = [a[p + r * (s + p): p + r * (s + p) + s, p + c * (s + p): p + c * (s + p) + s]
+             for r in range(rows) for c in range(cols)]
+    if n is not None:
+        if n > len(tiles):
+            raise ValueError(f"{path}: holds {len(tiles)} tiles, {n} requested")
+        tiles = tiles[:n]
+    return torch.from_numpy(np.stack(tiles)[:, None].copy())
 
 
 def _num(v: str) -> Any:

@@ -55,7 +55,7 @@ from xrutils.config import ConfigError, RunConfig, TrainConfig
 from xrutils.data import batches, load_images
 from xrutils.data.ranges import UNIT_RANGE, Range, convert
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
-from xrutils.runs import RunDir, atomic_path
+from xrutils.runs import GRID_PADDING, RunDir, atomic_path
 from xrutils.seeding import derive_seed, make_generator, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FORMAT = 1
@@ -240,7 +240,7 @@ def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: 
     x = convert(images.detach().float().cpu(), tuple(value_range), UNIT_RANGE)
     nrow = nrow or math.ceil(math.sqrt(x.shape[0]))
     with atomic_path(path) as tmp:
-        save_image(x, tmp, nrow=nrow, padding=2, format="PNG")
+        save_image(x, tmp, nrow=nrow, padding=GRID_PADDING, format="PNG")
     return Path(path)
 
 

@@ -98,6 +98,20 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
     )
 
 
+def native_resolution(cfg: DataConfig, split: str | None = None) -> int:
+    """The side, in pixels, of the source images of ``cfg`` before any resizing (the smaller side of the first image
+    of the split; ChestMNIST: its array size). A run whose ``data.image_size`` exceeds it trains on upsampled images
+    (e.g. 128 px runs on the 64 px ``nih_small64`` copies), which the figures say."""
+    split = split or cfg.split
+    if cfg.source == "chestmnist":
+        return int(read_chestmnist(cfg.chestmnist_path, split)[0].shape[-1])
+    from PIL import Image
+
+    index = index_split(resolve_root(cfg), split, max_images=1, verbose=False)
+    with Image.open(index.paths[0]) as im:  # reads the header only
+        return min(im.size)
+
+
 def _load_chestmnist(cfg: DataConfig, split: str) -> ImageSet:
     images, labels, names = read_chestmnist(cfg.chestmnist_path, split)
     if cfg.max_images > 0:  # names are zero-padded per part, so sorting keeps test/train/val blocks in order

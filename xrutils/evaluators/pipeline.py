@@ -10,7 +10,9 @@ Order of work (each expensive thing happens once):
    cache miss, and the last epoch's model is kept for the likelihood);
 4. per image size: the classifier judge is trained once on the held-out reals against the compared runs'
    final-epoch samples, then scores every checkpoint's samples; the feature encoder is trained (or read from its
-   cache) once, and the real splits' features come from its cache;
+   cache) once, and the real splits' features come from its cache; the Fréchet distance in its feature space is
+   computed for every scored checkpoint (``fd_curve``: the learning curve the build's learning summary reads) and
+   FD8 (8 x 8 pooled pixels, no trained features) next to it;
 5. seeds of one configuration are pooled into a group (mean and interval over seeds), and the groups are ranked
    per criterion with a paired bootstrap test of each adjacent gap.
 
@@ -309,22 +311,57 @@ def _classifier_sizes(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: di
     return out
 
 
+class _Extractors:
+    """The X-ray feature encoder per image size (trained on that size's real training split, or read from its
+    cache), made once per evaluation and shared by the FD curve and the last-epoch metrics."""
+
+    def __init__(self, ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig], device: torch.device,
+                 progress: bool):
+        self.ecfg, self.reals, self.ref, self.device, self.progress = ecfg, reals, ref, device, progress
+        self._memo: dict[int, feat.FeatureExtractor] = {}
+        self.info: dict[str, Any] = {}
+
+    def get(self, size: int) -> feat.FeatureExtractor:
+        if size not in self._memo:
+            data = self.ref[size]
+            train_ref = self.reals.get(data, data.split if data.split != "test" else "train_val")
+            self._memo[size] = feat.feature_extractor(train_ref, epochs=self.ecfg.feature_epochs, seed=0,
+                                                      device=self.device)
+            self.info[str(size)] = {"feature_extractor": feat.FeatureExtractor.name,
+                                    "trained_on": f"{data.source} {data.split} split ({train_ref.shape[0]} images)",
+                                    "cache": str(self._memo[size].cache_dir)}
+            _log(self.progress, f"feature encoder {size}x{size} ready ({train_ref.shape[0]} training images)")
+        return self._memo[size]
+
+
+def _fd_curve_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig],
+                   extractors: _Extractors) -> None:
+    """Per run and scored checkpoint: the Fréchet distance to the held-out reals in the X-ray encoder's feature
+    space, and FD8 (both images average-pooled to 8 x 8), on the same samples the judge scored."""
+    for run in runs:
+        data = ref[run.size]
+        test = reals.get(data, "test", ecfg.n_real)
+        ex = extractors.get(run.size)
+        real_f = met.FrechetReference(ex.split_features(test))
+        real_8 = met.FrechetReference(met.pooled_features(test))
+        fd, fd8 = [], []
+        for e in run.epochs:
+            fakes = run.samples[e][:ecfg.n_fake]
+            fd.append(real_f.distance(ex.features(fakes)))
+            fd8.append(real_8.distance(met.pooled_features(fakes)))
+        run.result["fd_curve"] = {"epochs": list(run.epochs), "fd": fd, "fd8": fd8,
+                                  "n_fake": int(min(ecfg.n_fake, run.samples[run.epochs[-1]].shape[0])),
+                                  "n_real": int(test.shape[0]), "feature_extractor": ex.name,
+                                  "real": f"{data.source} test split"}
+
+
 def _metrics_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig],
-                  device: torch.device, progress: bool, real_features: dict[int, np.ndarray]) -> dict[str, Any]:
-    info: dict[str, Any] = {}
-    extractors: dict[int, feat.FeatureExtractor] = {}
-    inception = feat.InceptionFeatures(ecfg.inception_weights, device) if ecfg.inception_weights else None
+                  extractors: _Extractors, real_features: dict[int, np.ndarray]) -> dict[str, Any]:
+    inception = feat.InceptionFeatures(ecfg.inception_weights, extractors.device) if ecfg.inception_weights else None
     inception_real: dict[int, np.ndarray] = {}
     for run in runs:
         size, data = run.size, ref[run.size]
-        if size not in extractors:
-            train_ref = reals.get(data, data.split if data.split != "test" else "train_val")
-            extractors[size] = feat.feature_extractor(train_ref, epochs=ecfg.feature_epochs, seed=0, device=device)
-            info[str(size)] = {"feature_extractor": feat.FeatureExtractor.name,
-                               "trained_on": f"{data.source} {data.split} split ({train_ref.shape[0]} images)",
-                               "cache": str(extractors[size].cache_dir)}
-            _log(progress, f"feature encoder {size}x{size} ready ({train_ref.shape[0]} training images)")
-        ex = extractors[size]
+        ex = extractors.get(size)
         test = reals.get(data, "test", ecfg.n_real)
         real_f = real_features[size] = ex.split_features(test)
         last = run.epochs[-1]
@@ -351,7 +388,7 @@ def _metrics_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[i
             train_features=ex.split_features(train_imgs), test_features=real_f,
             grid_path=run.rd.eval_dir / f"memorisation_e{last:03d}.png")
         run.result["metrics"] = m
-    return info
+    return extractors.info
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -457,11 +494,12 @@ def _make_stat(gname: str, group: list[_Run], criterion: str, real_features: dic
 
 def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | Path] | None, *,
              out: str | Path | None = None, protocol: str | Quirks = "corrected", eval_cfg: EvalConfig | None = None,
-             classifier: bool = True, metrics: bool = True, device: str | torch.device = "auto",
-             store: bool = True, progress: bool = True) -> dict[str, Any]:
+             classifier: bool = True, metrics: bool = True, fd_curve: bool = True,
+             device: str | torch.device = "auto", store: bool = True, progress: bool = True) -> dict[str, Any]:
     """Judge, score and measure ``run_dirs``; see the module docstring. ``judge`` is a GAN run folder (or one per
     image size); None skips the discriminator judge. ``protocol`` is "corrected", "original" or a :class:`Quirks`.
-    ``store`` merges each run's result into its ``metrics.json``."""
+    ``fd_curve`` adds the feature-space FD and FD8 of every scored checkpoint; ``metrics`` the last epoch's full
+    metrics. ``store`` merges each run's result into its ``metrics.json``."""
     dev = _resolve_device(device)
     quirks = Quirks.from_protocol(protocol)
     first_cfg = RunDir(run_dirs[0]).read_config() if run_dirs else None
@@ -480,7 +518,7 @@ def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | 
                    f"device {dev}")
 
     n_cls = _classifier_sizes(runs, ecfg, reals, ref) if classifier else {}
-    _collect_samples(runs, ecfg, need_all_epochs=bool(judges) or classifier, metrics=metrics,
+    _collect_samples(runs, ecfg, need_all_epochs=bool(judges) or classifier or fd_curve, metrics=metrics,
                      classifier=classifier, n_classifier=n_cls, progress=progress)
 
     result: dict[str, Any] = {"protocol": quirks.name, "quirks": quirks.to_dict(), "eval": asdict(ecfg),
@@ -488,7 +526,10 @@ def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | 
     result["judge"] = _judge_step(runs, judges, quirks, ecfg, reals, ref) if judges else None
     result["classifier"] = _classifier_step(runs, ecfg, reals, ref, dev, progress) if classifier else None
     real_features: dict[int, np.ndarray] = {}
-    result["features"] = _metrics_step(runs, ecfg, reals, ref, dev, progress, real_features) if metrics else None
+    extractors = _Extractors(ecfg, reals, ref, dev, progress)
+    if fd_curve:
+        _fd_curve_step(runs, ecfg, reals, ref, extractors)
+    result["features"] = _metrics_step(runs, ecfg, reals, ref, extractors, real_features) if metrics else None
     result["runs"] = {}
     for run in runs:
         spec = run.cache.spec
