@@ -177,12 +177,9 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
 def draw_overview(summary: dict[str, Any], run_root: Path, out: Path) -> Path:
     """Real images next to the last grid of each family's baseline (4 x 4 tiles each), FD8 under each panel."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from xrutils.plotting import real_grid
+    from xrutils.plotting import grid_image, real_grid
     from xrutils.runs import GRID_PADDING
     from xrutils.studies import short_source
 
@@ -192,8 +189,6 @@ def draw_overview(summary: dict[str, Any], run_root: Path, out: Path) -> Path:
     for f in base:
         r = summary["runs"][f"{f}__baseline"]
         cfg = RunDir(run_root / r["run"]).read_config()
-        from xrutils.plotting import grid_image
-
         img = _corner(grid_image(run_root / r["run"]), cfg.data.image_size, GRID_PADDING)
         fd8 = r.get("fd8", {})
         panels.append((f"{f.upper() if f in ('gan', 'vae', 'ddpm') else 'PixelCNN'} baseline",
