@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -77,3 +79,25 @@ def test_verdicts_follow_the_targets():
     assert learning._verdict(_record(preset="lr1e-5", first=1.4, last=1.4, fd=None))[0] is True  # <= 1.5
     assert learning._verdict(_record(failure="Figure 8"))[0] is None
     assert np.isclose(learning.OTHER_FD8_FALL, 0.25)
+
+
+def test_summary_of_a_trained_run_folder(tmp_path):
+    """learning.json, overview.png and learning.png from a real (smoke) run folder: the FD8 of every grid, against
+    the training-loop seconds spent so far."""
+    from xrutils.config import build_config
+    from xrutils.train import train
+
+    cfg = build_config("vae", "baseline", "smoke", {"train.epochs": 3, "train.sample_every": 1})
+    train(cfg, tmp_path / "runs" / "vae__baseline", progress=False)
+    summary = learning.write_summary(tmp_path / "figs", tmp_path / "runs", "smoke")
+    r = summary["runs"]["vae__baseline"]
+    curve = r["fd8_curve"]
+    assert curve["epochs"] == [1, 2, 3]
+    assert len(curve["fd8"]) == 3 and all(v >= 0 for v in curve["fd8"])
+    assert curve["train_seconds"] == sorted(curve["train_seconds"]) and curve["train_seconds"][0] > 0
+    assert (r["fd8"]["first"], r["fd8"]["last"]) == (curve["fd8"][0], curve["fd8"][-1])
+    assert r["steps"] > 0 and r["learned"] is False  # no evaluation yet: the baseline's feature-FD fall is unknown
+    on_disk = json.loads((tmp_path / "figs" / "learning.json").read_text())
+    assert on_disk["runs"]["vae__baseline"]["fd8_curve"] == curve
+    assert (tmp_path / "figs" / "overview.png").stat().st_size > 0
+    assert (tmp_path / "figs" / "learning.png").stat().st_size > 0

@@ -11,7 +11,7 @@ import torch
 
 from xrutils import build_config, registry
 from xrutils.config import ConfigError, RunConfig
-from xrutils.models import dcgan, pixelcnn, vae
+from xrutils.models import dcgan, layers, pixelcnn, vae
 from xrutils.models.base import GenerativeModel, StepContext
 
 FAMILIES = ["gan", "vae", "pixelcnn", "ddpm"]
@@ -201,6 +201,12 @@ def test_demo_profile_keeps_each_study_contrast() -> None:
         ratios = [demo(family, p).train.lr / demo(family, presets[0]).train.lr for p in presets]
         thesis = [build_config(family, p).train.lr / build_config(family, presets[0]).train.lr for p in presets]
         assert ratios == pytest.approx(thesis), family
+    # every family's demo lr is its thesis lr x 10, printed without float noise (1e-4 * 10 -> 0.001)
+    for family in FAMILIES:
+        for preset in registry.get(family).presets:
+            assert demo(family, preset).train.lr == layers.scaled_lr(build_config(family, preset).train.lr)
+    assert [demo("gan", p).train.lr for p in ("lr1e-5", "baseline", "lr1e-3")] == [1e-4, 1e-3, 1e-2]
+    assert layers.scaled_lr(3e-5) == 3e-4 and layers.scaled_lr(1e-6, 2) == 2e-6
     assert demo("pixelcnn", "asrun").model.arch == "plain" and demo("pixelcnn", "baseline").model.arch == "residual"
     assert demo("ddpm", "baseline").model.block_out_channels == (16, 16, 32, 32, 64, 64)
     assert demo("ddpm", "size32").model.block_out_channels == (16, 32, 64)

@@ -172,8 +172,8 @@ def test_sample_and_checkpoint_cadence(tmp_path):
     cfg = tiny("vae", **{"train.epochs": 3, "train.sample_every": 2, "train.checkpoint_every": 2})
     train(cfg, tmp_path, progress=False)
     rd = RunDir(tmp_path)
-    assert rd.checkpoint_epochs() == [2, 3]  # the last epoch always gets both
-    assert sorted(p.name for p in rd.samples_dir.glob("*.png")) == ["epoch_002.png", "epoch_003.png"]
+    assert rd.checkpoint_epochs() == [1, 2, 3]  # the first and the last epoch always get both
+    assert sorted(p.name for p in rd.samples_dir.glob("*.png")) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
     assert len(rd.read_history()) == 3
 
 

@@ -178,6 +178,8 @@ def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False,
         lines += learning.summary_lines(learning.write_summary(fig_dir, run_dir, profile))
         if (fig_dir / "overview.png").exists():
             lines += ["![each family's final baseline samples](overview.png)", ""]
+        if (fig_dir / "learning.png").exists():
+            lines += ["![FD8 of every grid against training time](learning.png)", ""]
     summaries = fig_dir / "summaries"
     for key in [*map(str, FIGURES), *SUPPLEMENTARY]:
         s = FIGURES[int(key)] if key.isdigit() else SUPPLEMENTARY[key]

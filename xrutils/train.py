@@ -146,11 +146,13 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
             last = epoch == cfg.train.epochs
             if main:
                 with distributed.unwrapped(model, networks):  # one rank samples: no DDP collectives
-                    if last or epoch % cfg.train.sample_every == 0:
+                    # the first and the last epoch always get a grid and a checkpoint: every curve starts from the
+                    # barely trained model and ends at the final one
+                    if last or epoch == 1 or epoch % cfg.train.sample_every == 0:
                         t1 = time.perf_counter()
                         save_grid(fixed_noise_grid(model, cfg, fixed), model.value_range, rd.sample_path(epoch))
                         row["sample_seconds"] = time.perf_counter() - t1
-                    if last or epoch % cfg.train.checkpoint_every == 0:
+                    if last or epoch == 1 or epoch % cfg.train.checkpoint_every == 0:
                         rd.save_checkpoint(epoch, _checkpoint_state(cfg, epoch, step, model, networks, optimizers,
                                                                     schedulers, ctx, data_rng, history))
                         if cfg.train.keep_training_state == "last":

@@ -36,7 +36,7 @@ from torch import nn
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import UNIT_RANGE
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
-from xrutils.models.layers import check_image_size, check_positive, private_generator, seeded_init
+from xrutils.models.layers import check_image_size, check_positive, private_generator, scaled_lr, seeded_init
 from xrutils.registry import Family
 
 SIZES = (16, 28, 32, 64, 128, 256)
@@ -283,14 +283,15 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"): every image size halved
     # (64 -> 32, 32 -> 16, 128 -> 64), 6 residual masked layers of 32 channels with kernel 5 (a reach of 12 pixels:
     # the 3-layer kernel-3 net could not see past 3 pixels, so no anatomy), every lr x 10 (at the thesis's 1e-4 the
-    # samples are still speckle after 300 steps; at 1e-3, 600 steps give FD8 2.9), 40 full epochs (the 64x64 run
-    # 10, its sampling costs 4x), a grid and a judged checkpoint every 10 epochs. The PixelCNN does not reach the
-    # FD8 target at this budget; see docs/DISCREPANCIES.md.
+    # samples are still speckle after 300 steps; at 1e-3 the loss levels off near 3.3 nats a pixel by epoch 25 and
+    # FD8 stays at 2.6-7 from grid to grid, its best grid coming after 75 steps), 10 epochs (150 steps; the 64x64
+    # run 3, each of its steps costs 4x), a grid and a judged checkpoint every 5 epochs. The PixelCNN does not reach
+    # the FD8 target at this budget; see docs/DISCREPANCIES.md.
     if profile == "demo":
         size = max(16, cfg.data.image_size // 2)  # 16 px is the smallest size every evaluator takes
         return {"data.image_size": size, "model.layers": 6, "model.hidden": 32, "model.bottleneck": 0,
-                "model.kernel": 5, "train.lr": float(f"{cfg.train.lr * 10:.3g}"), "train.epochs": 10 if size >= 64 else 40,
-                "train.sample_every": 10, "train.checkpoint_every": 10}
+                "model.kernel": 5, "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 3 if size >= 64 else 10,
+                "train.sample_every": 5, "train.checkpoint_every": 5}
     if profile == "smoke":
         return {"model.layers": 2, "model.hidden": 4, "model.bottleneck": 0, "model.kernel": 3}
     return {}
