@@ -101,3 +101,14 @@ def test_summary_of_a_trained_run_folder(tmp_path):
     assert on_disk["runs"]["vae__baseline"]["fd8_curve"] == curve
     assert (tmp_path / "figs" / "overview.png").stat().st_size > 0
     assert (tmp_path / "figs" / "learning.png").stat().st_size > 0
+
+
+def test_figure_labels_say_what_a_scaled_run_really_trained_with():
+    """A legend names the thesis's run ("GAN baseline (h 64, lr 1e-4)"); the label next to it must say the demo
+    trained it at h 16 and lr 1e-3, and say nothing extra for a thesis-profile run."""
+    from xrutils.config import build_config
+    from xrutils.plotting import trained_label
+
+    assert trained_label(build_config("gan", "baseline", "demo")) == "64², demo lr 0.001, h 16"
+    assert trained_label(build_config("vae", "size32", "demo")) == "16², demo lr 0.001"  # widths kept
+    assert trained_label(build_config("gan", "baseline", "thesis")) == "64²"

@@ -72,7 +72,7 @@ def run_learning(run_dir: str | Path) -> dict[str, Any]:
     cfg = rd.read_config()
     history = rd.read_history()
     out: dict[str, Any] = {"run": rd.name, "family": cfg.family, "preset": cfg.preset, "image_size":
-                           cfg.data.image_size, "data": cfg.data.source, "epochs": len(history),
+                           cfg.data.image_size, "lr": cfg.train.lr, "data": cfg.data.source, "epochs": len(history),
                            "steps": int(history[-1]["step"]) if history else 0,
                            "train_seconds": round(sum(float(r.get("seconds", 0)) + float(r.get("sample_seconds", 0))
                                                       for r in history), 1)}
@@ -88,7 +88,7 @@ def run_learning(run_dir: str | Path) -> dict[str, Any]:
         # the evidence of how fast a run learns: FD8 of every grid against the training-loop seconds spent so far
         loop_s = list(itertools.accumulate(float(r.get("seconds", 0)) for r in history))
         out["fd8_curve"] = {"epochs": grids, "fd8": fd8,
-                            "train_seconds": [round(loop_s[e - 1], 1) if e <= len(loop_s) else None
+                            "train_seconds": [round(loop_s[e - 1], 3) if e <= len(loop_s) else None
                                               for e in grids]}
     ev = rd.read_metrics().get("evaluation", {}).get("corrected", {})
     fd = _first_last(ev.get("fd_curve") or {}, "fd")
@@ -160,17 +160,18 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The Markdown table of FIGURES.md's learning summary."""
     b = summary.get("build", {})
     lines = ["## Learning summary: did every run learn?", "",
-             "Per run: optimisation steps, wall time of its training loop (and of its notebook), FD8 of the first "
+             "Per run: the image size and learning rate it really trained at (the profile's, not the preset "
+             "name's), optimisation steps, wall time of its training loop, FD8 of the first "
              "and last fixed-noise grid against the run's training images (8×8-pooled pixels; real vs real ≈ 0.1 "
              "on the phantom, noise 3-6), the feature-space FD (X-ray encoder, held-out reals) at the first and "
              "last evaluated epoch, and the final discriminator-judge score with its 95% interval. "
-             "Machine-readable: `learning.json`.", ""]
+             "Machine-readable: `learning.json`; FD8 of every grid against training time: `learning.png`.", ""]
     if b.get("notebooks"):
         lines += [f"Build: {b['notebooks']} notebooks, {b['span_seconds'] / 60:.1f} min from the first start to the "
                   f"last end on {b['cores']} cores ({b['notebook_seconds_sum'] / 60:.1f} notebook-minutes; set-up "
                   "not included).", ""]
-    lines += ["| run | size | steps | train s | FD8 first → last | FD first → last (fall) | judge (final) | "
-              "target met |", "|---|---|---|---|---|---|---|---|"]
+    lines += ["| run | size | lr | steps | train s | FD8 first → last | FD first → last (fall) | judge (final) | "
+              "target met |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in summary["runs"].items():
         fd8 = r.get("fd8")
         fd = r.get("fd")
@@ -180,7 +181,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         fd_s = f"{fd['first']:.3g} → {fd['last']:.3g} ({fd['fall']:.1f}×)" if fd and fd.get("fall") else "–"
         j_s = f"{j['score']:.3f} [{j['lo']:.3f}, {j['hi']:.3f}]" if j and j.get("lo") is not None else "–"
         met = {True: "yes", False: "**no**", None: "–"}[r["learned"]]
-        lines.append(f"| `{name}` | {r['image_size']}² | {r['steps']} | {r['train_seconds']:.0f} | {fd8_s} | {fd_s} | "
+        lines.append(f"| `{name}` | {r['image_size']}² | {r.get('lr', float('nan')):g} | {r['steps']} | {r['train_seconds']:.0f} | {fd8_s} | {fd_s} | "
                      f"{j_s} | {met} ({r['target']}) |")
     return lines + [""]
 
@@ -246,7 +247,7 @@ def draw_learning_curves(summary: dict[str, Any], out: Path) -> Path:
             if base:
                 limit = BASELINE_FD8.get(r["data"], OTHER_FD8)
             ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=2.2 if base else 1.0,
-                    ls="--" if r.get("expected_failure") else "-", label=f"{r['preset']} ({r['image_size']}²)")
+                    ls="--" if r.get("expected_failure") else "-", label=f"{r['preset']} (lr {r.get('lr', float('nan')):g}, {r['image_size']}²)")
         if limit is not None:
             ax.axhline(limit, color="k", lw=0.8, ls=":", label=f"baseline target {limit:g}")
         ax.set_title({"pixelcnn": "PixelCNN"}.get(fam, fam.upper()), fontsize=9)

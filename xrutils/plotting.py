@@ -64,6 +64,22 @@ def size_label(cfg: RunConfig) -> str:
     return f"{size}²" + (f" (upsampled from a {native} px source)" if native < size else "")
 
 
+def trained_label(cfg: RunConfig) -> str:
+    """:func:`size_label` plus the learning rate and width the run really trained with where its profile changed
+    them from the thesis's run of the same preset ('64², demo lr 0.001, h 16'): a legend names the thesis's run,
+    this says what the picture is of."""
+    from xrutils.config import build_config
+
+    out = size_label(cfg)
+    if cfg.profile == "thesis":
+        return out
+    thesis = build_config(cfg.family, cfg.preset, "thesis")
+    changed = ([f"lr {cfg.train.lr:g}"] if cfg.train.lr != thesis.train.lr else []) + \
+        ([f"h {cfg.model.hidden}"] if getattr(cfg.model, "hidden", None) != getattr(thesis.model, "hidden", None)
+         else [])
+    return out + (f", {cfg.profile} " + ", ".join(changed) if changed else "")
+
+
 _NATIVE: dict[Any, int] = {}
 
 
@@ -130,7 +146,7 @@ def sample_figure(ctx: StudyContext, key: int | str, runs: list[str], *, dataset
         panels.append((f"Dataset ({size_label(ref)})", real_grid(ref)))
     for r, d, cfg in zip(runs, dirs, cfgs, strict=True):
         e = final_epoch(d)
-        panels.append((f"{label(r)}\n{size_label(cfg)}, epoch {e}", grid_image(d, e)))
+        panels.append((f"{label(r)}\n{trained_label(cfg)}, epoch {e}", grid_image(d, e)))
         prov.append(run_info(d, "samples", e))
     fig = _panels(panels)
     figures.save(fig, key, ctx, runs=prov, source=describe_data(cfgs[0]), short_source=short_source(cfgs[0]),
@@ -158,7 +174,7 @@ def _curve_axes(ax: plt.Axes, ctx: StudyContext, runs: list[str], results: dict 
             raise KeyError(f"study {ctx.study.name}: run {r} has no {part!r} scores in the evaluation result")
         x = np.asarray(c["epochs"], dtype=float)
         y = np.asarray(c["score"], dtype=float)
-        name = f"{label(r)}, {size_label(RunDir(ctx.run_dir(r)).read_config())}"
+        name = f"{label(r)}, {trained_label(RunDir(ctx.run_dir(r)).read_config())}"
         if part == "classifier" and c.get("test_accuracy") is not None:
             name += f" [clf acc {c['test_accuracy']:.2f}]"
         (line,) = ax.plot(x, y, marker="o", ms=3, label=name)

@@ -170,16 +170,16 @@ def build(cfg: RunConfig) -> DDPM:
 def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"): base width 8 (width 4 is no
     # faster on a CPU: the small ops dominate; width 16 is 6x slower), one resnet per block, GroupNorm 8, every lr
-    # x 10 (at 1e-3 the 32x32 UNet reaches FD8 0.7 and the 64x64 one 1.2 in 600 steps), 15 epochs (225 steps
+    # x 10 (at 1e-3 the 32x32 UNet reaches FD8 0.7 and the 64x64 one 1.2 in 600 steps), 12 epochs (180 steps
     # instead of 33,800: a 64x64 step costs 0.8 s on one core, the build's largest item), warm-up 30 steps,
     # DDIM with 10 steps for the grids and the evaluation (on 300-step checkpoints FD8 1.53 / 0.97 / 0.90 with 10
-    # steps, 2.07 / 0.94 / 1.24 with 20; 50 steps were worse still), a grid every 5 epochs, a judged checkpoint
-    # every 10 (and the first and last). Image sizes and level layouts are kept.
+    # steps, 2.07 / 0.94 / 1.24 with 20; 50 steps were worse still), a grid every 4 epochs, a judged checkpoint
+    # every 6 (and the first). Image sizes and level layouts are kept.
     if profile == "demo":
         return {"model.hidden": 8, "model.norm_groups": 8, "model.layers_per_block": 1,
                 "model.sampler": "ddim", "model.sampler_steps": 10, "train.warmup_steps": 30,
-                "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 15, "train.sample_every": 5,
-                "train.checkpoint_every": 10}
+                "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 12, "train.sample_every": 4,
+                "train.checkpoint_every": 6}
     if profile == "smoke":
         return {"model.hidden": 2, "model.norm_groups": 4, "model.layers_per_block": 1,
                 "model.attention_head_dim": 4, "model.sampler": "ddim", "model.sampler_steps": 2,

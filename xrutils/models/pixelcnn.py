@@ -285,13 +285,14 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # the 3-layer kernel-3 net could not see past 3 pixels, so no anatomy), every lr x 10 (at the thesis's 1e-4 the
     # samples are still speckle after 300 steps; at 1e-3 the loss levels off near 3.3 nats a pixel by epoch 25 and
     # FD8 stays at 2.6-7 from grid to grid, its best grid coming after 75 steps), 10 epochs (150 steps; the 64x64
-    # run 3, each of its steps costs 4x), a grid and a judged checkpoint every 5 epochs. The PixelCNN does not reach
-    # the FD8 target at this budget; see docs/DISCREPANCIES.md.
+    # run 2, each of its steps costs 4x), a grid every 5 epochs, judged checkpoints at the first and last epoch
+    # (sampling 128 images for each costs 20-30 s). The PixelCNN does not reach the FD8 target at this budget; see
+    # docs/DISCREPANCIES.md.
     if profile == "demo":
         size = max(16, cfg.data.image_size // 2)  # 16 px is the smallest size every evaluator takes
         return {"data.image_size": size, "model.layers": 6, "model.hidden": 32, "model.bottleneck": 0,
-                "model.kernel": 5, "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 3 if size >= 64 else 10,
-                "train.sample_every": 5, "train.checkpoint_every": 5}
+                "model.kernel": 5, "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 2 if size >= 64 else 10,
+                "train.sample_every": 5, "train.checkpoint_every": 10}
     if profile == "smoke":
         return {"model.layers": 2, "model.hidden": 4, "model.bottleneck": 0, "model.kernel": 3}
     return {}
