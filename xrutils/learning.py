@@ -247,7 +247,8 @@ def draw_learning_curves(summary: dict[str, Any], out: Path) -> Path:
             if base:
                 limit = BASELINE_FD8.get(r["data"], OTHER_FD8)
             ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=2.2 if base else 1.0,
-                    ls="--" if r.get("expected_failure") else "-", label=f"{r['preset']} (lr {r.get('lr', float('nan')):g}, {r['image_size']}²)")
+                    ls="--" if r.get("expected_failure") else "-",
+                    label=f"{r['preset']} (lr {r.get('lr', float('nan')):g}, {r['image_size']}²)")
         if limit is not None:
             ax.axhline(limit, color="k", lw=0.8, ls=":", label=f"baseline target {limit:g}")
         ax.set_title({"pixelcnn": "PixelCNN"}.get(fam, fam.upper()), fontsize=9)
