@@ -9,7 +9,7 @@ A pipeline that runs is not a reproduction: a figure of noise judged against noi
 * the "Learning summary" table at the top of ``FIGURES.md`` (:func:`summary_lines`);
 * ``figures/<profile>/overview.png``: real images next to each family's final baseline samples, with FD8 and the
   build time (the picture the README shows);
-* ``figures/<profile>/learning.png``: FD8 of every grid against the CPU-minutes of training so far, per family
+* ``figures/<profile>/learning.png``: FD8 of every grid against the training-loop minutes so far, per family
   (how fast each run learns, and whether one that misses its target is still improving).
 
 FD8 (:func:`xrutils.evaluators.metrics.pooled_fd`) compares a run's grid with the run's own training images; the
@@ -87,9 +87,7 @@ def run_learning(run_dir: str | Path) -> dict[str, Any]:
                       "n_grid": cfg.train.n_grid, "n_real": int(real.shape[0])}
         # the evidence of how fast a run learns: FD8 of every grid against the training-loop seconds spent so far
         loop_s = list(itertools.accumulate(float(r.get("seconds", 0)) for r in history))
-        out["fd8_curve"] = {"epochs": grids, "fd8": fd8,
-                            "train_seconds": [round(loop_s[e - 1], 3) if e <= len(loop_s) else None
-                                              for e in grids]}
+        out["fd8_curve"] = {"epochs": grids, "fd8": fd8, "train_seconds": [round(loop_s[e - 1], 3) for e in grids]}
     ev = rd.read_metrics().get("evaluation", {}).get("corrected", {})
     fd = _first_last(ev.get("fd_curve") or {}, "fd")
     if fd:
@@ -181,7 +179,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         fd_s = f"{fd['first']:.3g} → {fd['last']:.3g} ({fd['fall']:.1f}×)" if fd and fd.get("fall") else "–"
         j_s = f"{j['score']:.3f} [{j['lo']:.3f}, {j['hi']:.3f}]" if j and j.get("lo") is not None else "–"
         met = {True: "yes", False: "**no**", None: "–"}[r["learned"]]
-        lines.append(f"| `{name}` | {r['image_size']}² | {r.get('lr', float('nan')):g} | {r['steps']} | {r['train_seconds']:.0f} | {fd8_s} | {fd_s} | "
+        lines.append(f"| `{name}` | {r['image_size']}² | {r['lr']:g} | {r['steps']} | {r['train_seconds']:.0f} | "
+                     f"{fd8_s} | {fd_s} | "
                      f"{j_s} | {met} ({r['target']}) |")
     return lines + [""]
 
@@ -224,7 +223,7 @@ def draw_overview(summary: dict[str, Any], run_root: Path, out: Path) -> Path:
 
 
 def draw_learning_curves(summary: dict[str, Any], out: Path) -> Path:
-    """FD8 of every grid against the CPU-minutes of training spent so far, one panel per family, with the target.
+    """FD8 of every grid against the training-loop minutes spent so far (wall; one torch thread per job in the build), one panel per family, with the target.
 
     This is the evidence for a run that misses its target within the build's time limit: is it still improving,
     and how fast? Runs meant to fail are dashed; the baseline is drawn thick.
@@ -240,15 +239,13 @@ def draw_learning_curves(summary: dict[str, Any], out: Path) -> Path:
             c = r.get("fd8_curve")
             if r["family"] != fam or not c:
                 continue
-            pts = [(s / 60, v) for s, v in zip(c["train_seconds"], c["fd8"], strict=True) if s is not None]
-            if not pts:
-                continue
+            minutes = [s / 60 for s in c["train_seconds"]]
             base = r["preset"] == "baseline"
             if base:
                 limit = BASELINE_FD8.get(r["data"], OTHER_FD8)
-            ax.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=2.2 if base else 1.0,
+            ax.plot(minutes, c["fd8"], marker="o", ms=3, lw=2.2 if base else 1.0,
                     ls="--" if r.get("expected_failure") else "-",
-                    label=f"{r['preset']} (lr {r.get('lr', float('nan')):g}, {r['image_size']}²)")
+                    label=f"{r['preset']} (lr {r['lr']:g}, {r['image_size']}²)")
         if limit is not None:
             ax.axhline(limit, color="k", lw=0.8, ls=":", label=f"baseline target {limit:g}")
         ax.set_title({"pixelcnn": "PixelCNN"}.get(fam, fam.upper()), fontsize=9)

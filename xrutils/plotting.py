@@ -74,9 +74,11 @@ def trained_label(cfg: RunConfig) -> str:
     if cfg.profile == "thesis":
         return out
     thesis = build_config(cfg.family, cfg.preset, "thesis")
-    changed = ([f"lr {cfg.train.lr:g}"] if cfg.train.lr != thesis.train.lr else []) + \
-        ([f"h {cfg.model.hidden}"] if getattr(cfg.model, "hidden", None) != getattr(thesis.model, "hidden", None)
-         else [])
+    changed = []
+    if cfg.train.lr != thesis.train.lr:
+        changed.append(f"lr {cfg.train.lr:g}")
+    if cfg.model.hidden != thesis.model.hidden:  # every family's config has a width
+        changed.append(f"h {cfg.model.hidden}")
     return out + (f", {cfg.profile} " + ", ".join(changed) if changed else "")
 
 
