@@ -16,7 +16,7 @@ TEST_NIH_SMALL64 ?= $(or $(XRUTILS_NIH_SMALL64),$(wildcard $(abspath ../shared/n
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: figures test smoke lint lab clean venv
+.PHONY: figures figures-dry test smoke lint lab clean venv
 
 venv: $(STAMP)
 
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 ## figures: every thesis figure (1-37) into figures/$(PROFILE)/ (demo profile on phantom data by default)
 figures: $(STAMP)
 	@$(MAKE) --no-print-directory figures-all PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT)
+
+## figures-dry: what `make figures` would train, resume or retrain (and why), without running anything
+figures-dry: $(STAMP)
+	@$(MAKE) --no-print-directory -f make/figures.mk figures-dry PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT) PY=$(PY)
 
 ## test: the whole test suite (CPU, offline)
 test: $(STAMP)

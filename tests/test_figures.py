@@ -290,7 +290,7 @@ def test_explorer_lists_runs_and_scrubs_epochs(tmp_path):
 # make support
 
 
-def test_prepare_run_resumes_current_runs_and_moves_stale_ones(tmp_path):
+def test_prepare_run_resumes_current_runs_and_keeps_stale_ones(tmp_path):
     params = tmp_path / "gan__tiny.yaml"
     params.write_text("family: gan\npreset: tiny\noverrides: {}\nprofile: smoke\nseed: 0\n")
     run = tmp_path / "runs" / "gan__tiny"
@@ -300,25 +300,117 @@ def test_prepare_run_resumes_current_runs_and_moves_stale_ones(tmp_path):
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "epoch_001.pt").write_bytes(b"x")
     (run / ".complete").touch()
+    assert studies.run_status(params, run)[0].state == "complete"
     assert studies.prepare_run(params, run) == "resume"  # a killed run keeps its checkpoints
     assert (run / "checkpoints" / "epoch_001.pt").exists() and not (run / ".complete").exists()
+    first_fp = json.loads((run / studies.STAMP).read_text())["fingerprint"]
     params.write_text("family: gan\npreset: tiny\noverrides: {train.lr: 0.001}\nprofile: smoke\nseed: 0\n")
+    status = studies.run_status(params, run)[0]
+    assert status.state == "stale" and status.reasons == ("config train.lr: 0.0001 -> 0.001",), status
+    assert "retrain gan__tiny: config train.lr" in status.line()
     assert studies.prepare_run(params, run) == "stale"
     assert not (run / "checkpoints").exists()
-    assert (tmp_path / "runs" / ".stale" / "gan__tiny" / "checkpoints" / "epoch_001.pt").exists()
+    kept = tmp_path / "runs" / ".stale" / f"gan__tiny@{first_fp[:12]}"
+    assert (kept / "checkpoints" / "epoch_001.pt").exists()
+    # the same stale fingerprint again: a second folder, the first one untouched
+    RunDir(run).write_config(cfg)
+    (run / studies.STAMP).write_text(json.dumps({"fingerprint": first_fp}))
+    assert studies.prepare_run(params, run) == "stale"
+    assert (kept / "checkpoints" / "epoch_001.pt").exists() and kept.with_name(kept.name + "-2").is_dir()
+
+
+def test_runs_stamped_in_the_older_byte_hash_format_are_adopted_not_retrained(tmp_path):
+    params = tmp_path / "vae__tiny.yaml"
+    params.write_text("family: vae\npreset: tiny\noverrides: {}\nprofile: smoke\nseed: 0\n")
+    run = tmp_path / "runs" / "vae__tiny"
+    cfg = studies.run_config("vae", "tiny", "smoke")
+    RunDir(run).write_config(cfg)
+    (run / studies.STAMP).write_text(studies._legacy_fingerprint(cfg, "vae", REPO) + "\n")
+    assert studies.run_status(params, run)[0].state == "resume"
+    (run / studies.STAMP).write_text("0" * 64 + "\n")
+    assert studies.run_status(params, run)[0].state == "stale"
+
+
+def _copy_sources(root: Path) -> Path:
+    import shutil
+
+    for sub in ("xrutils", "notebooks"):
+        shutil.copytree(REPO / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+    return root
+
+
+def test_docstrings_comments_and_notebook_metadata_retrain_nothing_but_code_does(tmp_path):
+    import nbformat
+
+    root = _copy_sources(tmp_path)
+    stamps = tmp_path / ".make"
+    assert set(studies.write_code_stamps(stamps, root)) == set(studies.code_stamps(root))
+    phantom = root / "xrutils" / "data" / "phantom.py"
+    text = phantom.read_text()
+    doc = text.index('"""') + 3
+    phantom.write_text(text[:doc] + "An edited docstring. " + text[doc:] + "\n# a new comment\n")
+    nb_path = root / "notebooks" / "vae.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["language_info"] = {"name": "python", "version": "3.99"}  # what JupyterLab's autosave writes
+    nb.cells[-1].setdefault("outputs", []).append(nbformat.v4.new_output("stream", text="hello"))
+    nb.cells[-1]["execution_count"] = 7
+    nbformat.write(nb, nb_path)
+    assert studies.write_code_stamps(stamps, root) == []
+    phantom.write_text(text + "\nEDITED = 1\n")  # a change of meaning: every family's training code
+    nb.cells[-1].source += "\nx = 1"
+    nbformat.write(nb, nb_path)
+    assert set(studies.write_code_stamps(stamps, root)) == {*(f"train_{f}" for f in studies.MODEL_NOTEBOOKS),
+                                                              "data", "nb_vae"}
+
+
+def test_the_fingerprint_names_the_training_file_that_changed(tmp_path):
+    root = _copy_sources(tmp_path)
+    (root / "params" / "smoke").mkdir(parents=True)
+    params = root / "params" / "smoke" / "vae__tiny.yaml"
+    params.write_text("family: vae\npreset: tiny\noverrides: {}\nprofile: smoke\nseed: 0\n")
+    run = tmp_path / "runs" / "vae__tiny"
+    run.mkdir(parents=True)
+    cfg = studies.run_config("vae", "tiny", "smoke")
+    RunDir(run).write_config(cfg)
+    (run / studies.STAMP).write_text(json.dumps(studies.run_fingerprint(cfg, "vae", root)))
+    (run / ".complete").touch()
+    assert studies.run_status(params, run, root=root)[0].state == "complete"
+    vae = root / "xrutils" / "models" / "vae.py"
+    vae.write_text(vae.read_text() + "\nEDITED = 1\n")
+    status = studies.run_status(params, run, root=root)[0]
+    assert status.state == "stale" and status.reasons == ("training code xrutils/models/vae.py changed",)
 
 
 def test_generated_rules_wire_runs_judges_and_studies():
     text = studies.makefile_text("demo", stamp_dir=".make/demo")
     for run in studies.all_runs("demo"):
         family, _ = studies.split_run_name(run)
-        assert f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml notebooks/{family}.ipynb $(TRAIN_SRC_{family})" \
-            in text
+        assert f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml .make/demo/code/nb_{family} " \
+            f"$(TRAIN_SRC_{family})" in text
     compare = next(line for line in text.splitlines() if line.startswith("$(FIGDIR)/.stamps/compare.done:"))
     assert "$(RUNDIR)/gan__size32/.complete" in compare and "params/demo/compare.yaml" in compare
     assert "$(RUNDIR)/vae__baseline/.complete" not in compare
     index = next(line for line in text.splitlines() if line.startswith("$(FIGDIR)/FIGURES.md:"))
     assert index.count(".stamps/") == len(studies.STUDIES)
-    # the VAE's training code is not a prerequisite of GAN runs
-    gan_src = next(line for line in text.splitlines() if line.startswith("TRAIN_SRC_gan :="))
-    assert "models/dcgan.py" in gan_src and "models/vae.py" not in gan_src
+    # code counts by its fingerprint stamps, never by the sources' modification times
+    assert "TRAIN_SRC_gan := .make/demo/code/train_gan" in text
+    assert "notebooks/" not in " ".join(line.split(":")[1] for line in text.splitlines() if ".complete:" in line)
+    # the VAE's training code is not in the GAN's fingerprint
+    assert "xrutils/models/dcgan.py" in studies.training_sources("gan")
+    assert "xrutils/models/vae.py" not in studies.training_sources("gan")
+
+
+def test_python_fingerprints_ignore_docstrings_comments_and_layout_and_name_bad_files(tmp_path):
+    from xrutils import fingerprint
+
+    a = fingerprint.python_fingerprint('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
+    b = fingerprint.python_fingerprint("def f(x):  # a comment\n\n    return (x +\n            1)\n")
+    assert a == b != fingerprint.python_fingerprint("def f(x):\n    return x + 2\n")
+    assert fingerprint.python_fingerprint('def g():\n    """Only a docstring."""\n') == \
+        fingerprint.python_fingerprint("def g():\n    pass\n")
+    with pytest.raises(ValueError, match=r"broken\.py: not valid Python \(line 1"):
+        fingerprint.python_fingerprint("def (:\n", "broken.py")
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.ipynb: not a readable notebook"):
+        fingerprint.notebook_fingerprint(bad)

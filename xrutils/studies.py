@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from xrutils import fingerprint
 from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides, build_config
 from xrutils.paths import repo_root
 
@@ -811,8 +811,9 @@ def training_sources(family: str, root: Path | None = None) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in files if p.exists())
 
 
-def run_fingerprint(cfg: RunConfig, family: str, root: Path | None = None) -> str:
-    root = root or _repo()
+def _legacy_fingerprint(cfg: RunConfig, family: str, root: Path) -> str:
+    """The stamp format before code fingerprints (config JSON plus the raw bytes of the training sources); read
+    only to adopt runs stamped that way without retraining them."""
     h = hashlib.sha256(cfg.to_json().encode())
     for rel in training_sources(family, root):
         h.update(rel.encode())
@@ -820,47 +821,169 @@ def run_fingerprint(cfg: RunConfig, family: str, root: Path | None = None) -> st
     return h.hexdigest()
 
 
+def run_fingerprint(cfg: RunConfig, family: str, root: Path | None = None) -> dict[str, Any]:
+    """What a run depends on: the sha256 of its resolved config, and the meaning of each training source
+    (``xrutils.fingerprint``: docstrings, comments and layout do not count). ``["fingerprint"]`` combines both."""
+    root = root or _repo()
+    code = fingerprint.files_fingerprint(root, training_sources(family, root))
+    config = hashlib.sha256(cfg.to_json().encode()).hexdigest()
+    return {"fingerprint": fingerprint.combine({"config": config, **code}), "config": config, "code": code}
+
+
+STAMP = ".fingerprint"  # in each run folder: run_fingerprint() of the config and code it was trained with
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run folder stands against its params file: ``state`` is "new" (nothing trained), "complete"
+    (finished, current), "resume" (current, half-trained) or "stale" (trained with another config or training
+    code); ``reasons`` say what changed."""
+
+    run: str
+    state: str
+    reasons: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        what = {"new": "train", "resume": "resume", "stale": "retrain", "complete": "keep"}[self.state]
+        return f"{what:8s}{self.run}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def _run_config_of(params_path: str | Path, nih_root: str) -> tuple[dict[str, Any], RunConfig]:
+    p = read_params(params_path)
+    return p, run_config(p["family"], p["preset"], p.get("profile", "thesis"), p.get("overrides") or {},
+                         p.get("seed", 0), nih_root)
+
+
+def run_status(params_path: str | Path, run_dir: str | Path, nih_root: str = "",
+               root: Path | None = None) -> tuple[RunStatus, dict[str, Any]]:
+    """The run's :class:`RunStatus` and its current fingerprint; reads only, changes nothing."""
+    root = root or _repo()
+    p, cfg = _run_config_of(params_path, nih_root)
+    fp = run_fingerprint(cfg, p["family"], root)
+    run_dir = Path(run_dir)
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return RunStatus(run_dir.name, "new"), fp
+    done = "complete" if (run_dir / ".complete").exists() else "resume"
+    stamp = run_dir / STAMP
+    old = stamp.read_text().strip() if stamp.exists() else ""
+    reasons: list[str] = []
+    saved_cfg = run_dir / "config.json"
+    if saved_cfg.exists():
+        from xrutils.train import config_differences
+
+        try:
+            saved = json.loads(saved_cfg.read_text())
+        except ValueError as e:
+            raise ConfigError(f"{saved_cfg}: not valid JSON ({e}); move the run folder away or repair it") from e
+        reasons += [f"config {d}" for d in config_differences(cfg, saved)]
+    if old.startswith("{"):
+        try:
+            old_fp = json.loads(old)
+        except ValueError:
+            old_fp = {}
+        if old_fp.get("fingerprint") == fp["fingerprint"]:
+            return RunStatus(run_dir.name, done), fp
+        old_code = old_fp.get("code", {})
+        reasons += [f"training code {rel} changed" for rel in sorted(set(old_code) | set(fp["code"]))
+                    if old_code.get(rel) != fp["code"].get(rel)]
+        if not reasons:
+            reasons.append("config changed")
+    elif old:  # a stamp of the byte-hash format: current when the files are byte-identical to then
+        if old == _legacy_fingerprint(cfg, p["family"], root):
+            return RunStatus(run_dir.name, done), fp
+        reasons = reasons or ["config or training code changed (stamp of the older format names no files)"]
+    elif saved_cfg.exists():  # trained outside make: adopt it when it is the same config
+        if not reasons:
+            return RunStatus(run_dir.name, done), fp
+    else:
+        reasons.append(f"no {STAMP} and no config.json: cannot tell what it was trained with")
+    return RunStatus(run_dir.name, "stale", tuple(reasons)), fp
+
+
+def stale_destination(run_dir: Path) -> Path:
+    """Where a stale run folder is kept: ``<runs>/.stale/<run>@<its fingerprint>``, numbered when that is taken.
+    Nothing there is ever deleted."""
+    stamp = run_dir / STAMP
+    old = stamp.read_text().strip() if stamp.exists() else ""
+    try:
+        tag = json.loads(old)["fingerprint"][:12] if old.startswith("{") else (old[:12] or "unstamped")
+    except (ValueError, KeyError, TypeError):
+        tag = "unstamped"
+    base = run_dir.parent / ".stale" / f"{run_dir.name}@{tag}"
+    dest, n = base, 1
+    while dest.exists():
+        n += 1
+        dest = base.with_name(f"{base.name}-{n}")
+    return dest
+
+
 def prepare_run(params_path: str | Path, run_dir: str | Path, nih_root: str = "") -> str:
     """Before make (re)runs a model notebook: keep a half-finished run that is still current (it resumes), move a
-    stale one (other config or training code) out of the way. Returns "new", "resume" or "stale"."""
-    p = read_params(params_path)
-    cfg = run_config(p["family"], p["preset"], p.get("profile", "thesis"), p.get("overrides") or {},
-                     p.get("seed", 0), nih_root)
-    fp = run_fingerprint(cfg, p["family"])
+    stale one (other config or training code) to :func:`stale_destination`, never deleting it. Returns "new",
+    "resume" or "stale"."""
+    from xrutils.runs import atomic_write_text
+
     run_dir = Path(run_dir)
-    stamp = run_dir / ".fingerprint"
-    state = "new"
-    if run_dir.exists() and any(run_dir.iterdir()):
-        old = stamp.read_text().strip() if stamp.exists() else None
-        if old is None and (run_dir / "config.json").exists():
-            # trained outside make: adopt it when it is the same config, else it is stale
-            same = RunConfig.load(run_dir / "config.json").to_json() == cfg.to_json()
-            state = "resume" if same else "stale"
-        else:
-            state = "resume" if old == fp else "stale"
-        if state == "stale":
-            backup = run_dir.parent / ".stale" / run_dir.name
-            if backup.exists():
-                shutil.rmtree(backup)
-            backup.parent.mkdir(parents=True, exist_ok=True)
-            run_dir.rename(backup)
-            print(f"{run_dir}: config or training code changed since it was trained; moved to {backup} and "
-                  "retraining", file=sys.stderr)
+    status, fp = run_status(params_path, run_dir, nih_root)
+    if status.state == "stale":
+        backup = stale_destination(run_dir)
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.rename(backup)
+        print(f"{run_dir}: {'; '.join(status.reasons)}; kept in {backup}, retraining", file=sys.stderr)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".complete").unlink(missing_ok=True)
-    stamp.write_text(fp + "\n")
-    return state
+    atomic_write_text(run_dir / STAMP, json.dumps(fp, sort_keys=True) + "\n")
+    return "resume" if status.state in ("resume", "complete") else status.state
+
+
+def plan_runs(profile: str, run_root: str | Path, nih_root: str = "", root: Path | None = None
+              ) -> list[RunStatus]:
+    """The status of every run of ``profile`` (what ``make figures`` will train, resume, retrain or keep)."""
+    root = root or _repo()
+    return [run_status(root / "params" / profile / f"{run}.yaml", Path(run_root) / run, nih_root, root)[0]
+            for run in all_runs(profile)]
+
+
+def _figure_sources(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in [
+        *(root / "xrutils").glob("plotting.py"), *(root / "xrutils").glob("figures.py"),
+        *(root / "xrutils").glob("studies.py"), *(root / "xrutils" / "evaluators").glob("*.py")])
+
+
+def code_stamps(root: Path | None = None) -> dict[str, str]:
+    """``{stamp name: fingerprint}`` of the code the rules depend on, by meaning (``xrutils.fingerprint``):
+    ``train_<family>`` (training sources), ``figures`` (plotting and evaluation), ``data`` and one ``nb_<name>``
+    per notebook (code cells only). Make compares these stamp files, never the sources' modification times, so a
+    docstring edit or a notebook re-saved by JupyterLab reruns nothing."""
+    root = root or _repo()
+    out = {f"train_{f}": fingerprint.combine(fingerprint.files_fingerprint(root, training_sources(f, root)))
+           for f in MODEL_NOTEBOOKS}
+    out["figures"] = fingerprint.combine(fingerprint.files_fingerprint(root, _figure_sources(root)))
+    data = sorted(str(p.relative_to(root)) for p in (root / "xrutils" / "data").glob("*.py"))
+    out["data"] = fingerprint.combine(fingerprint.files_fingerprint(root, data))
+    for name in (*MODEL_NOTEBOOKS, *STUDIES):
+        out[f"nb_{name}"] = fingerprint.notebook_fingerprint(root / "notebooks" / f"{name}.ipynb")
+    return out
+
+
+def write_code_stamps(stamp_dir: str | Path, root: Path | None = None) -> list[str]:
+    """Write :func:`code_stamps` under ``stamp_dir/code/``, each file only when its fingerprint changed; returns
+    the names that changed."""
+    changed = []
+    for name, fp in code_stamps(root).items():
+        if _write_if_changed(Path(stamp_dir) / "code" / name, fp + "\n"):
+            changed.append(name)
+    return changed
 
 
 def makefile_text(profile: str, *, stamp_dir: str, root: Path | None = None) -> str:
-    """The make rules of one profile: a run per params file, a study after its runs and judges, the index last."""
+    """The make rules of one profile: a run per params file, a study after its runs and judges, the index last.
+    Code dependencies are the fingerprint stamps of :func:`write_code_stamps` in ``stamp_dir/code/``."""
     root = root or _repo()
     pdir = f"params/{profile}"
+    code = f"{stamp_dir}/code"
     # inline backend: the executed notebooks keep their plots even when make exports MPLBACKEND=Agg
     pm = "MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m papermill --kernel python3 --no-progress-bar"
-    fig_src = sorted(str(p.relative_to(root)) for p in [
-        *(root / "xrutils").glob("plotting.py"), *(root / "xrutils").glob("figures.py"),
-        *(root / "xrutils").glob("studies.py"), *(root / "xrutils" / "evaluators").glob("*.py")])
     lines = [
         f"# Generated by `python -m xrutils.studies makefile --profile {profile}` (make/figures.mk); do not edit.",
         "# One torch thread per parallel job: small CPU ops slow down many times when threads outnumber cores.",
@@ -871,20 +994,19 @@ def makefile_text(profile: str, *, stamp_dir: str, root: Path | None = None) -> 
         "export OMP_NUM_THREADS = $(FIGURES_THREADS)",
         "export MKL_NUM_THREADS = $(FIGURES_THREADS)",
         "PY ?= .venv/bin/python", f"RUNDIR ?= runs/{profile}", f"FIGDIR ?= figures/{profile}", "NIH_ROOT ?=",
-        f"NIH_STAMP := {stamp_dir}/nih_root", f"FIG_SRC := {' '.join(fig_src)}",
-        "DATA_SRC := " + " ".join(sorted(str(p.relative_to(root)) for p in (root / "xrutils" / "data").glob("*.py"))),
+        f"NIH_STAMP := {stamp_dir}/nih_root", f"FIG_SRC := {code}/figures", f"DATA_SRC := {code}/data",
         "# run a notebook quietly; on failure show the end of its log",
         "define papermill", f"{pm} $(1) $(2) $(3) > $(4) 2>&1 || {{ tail -n 40 $(4); echo \"failed: $(1) -> $(2)"
         " (log: $(4))\"; exit 1; }", "endef", "", ".PHONY: all", "all: $(FIGDIR)/FIGURES.md", ""]
     for family in MODEL_NOTEBOOKS:
-        lines.append(f"TRAIN_SRC_{family} := {' '.join(training_sources(family, root))}")
+        lines.append(f"TRAIN_SRC_{family} := {code}/train_{family}")
     lines.append("")
     for run in all_runs(profile):
         family, _ = split_run_name(run)
         y = f"{pdir}/{run}.yaml"
         d = f"$(RUNDIR)/{run}"
         lines += [
-            f"{d}/.complete: {y} notebooks/{family}.ipynb $(TRAIN_SRC_{family}) $(NIH_STAMP)",
+            f"{d}/.complete: {y} {code}/nb_{family} $(TRAIN_SRC_{family}) $(NIH_STAMP)",
             f"\t@echo \"[train] {run} ({profile})\"",
             f"\t@$(PY) -m xrutils.studies prepare-run --params {y} --run-dir {d} --nih-root \"$(NIH_ROOT)\"",
             f"\t@$(call papermill,notebooks/{family}.ipynb,{d}/notebook.ipynb,-f {y} -p run_dir {d} "
@@ -903,7 +1025,7 @@ def makefile_text(profile: str, *, stamp_dir: str, root: Path | None = None) -> 
         args = {"dataset": "-p fig_dir $(FIGDIR) -p nih_root \"$(NIH_ROOT)\"",
                 "architectures": "-p fig_dir $(FIGDIR)"}.get(name, "-p run_root $(RUNDIR) -p fig_dir $(FIGDIR)")
         lines += [
-            f"{stamp}: {y} notebooks/{name}.ipynb $(FIG_SRC) {extra.get(name, '')} {deps}".rstrip(),
+            f"{stamp}: {y} {code}/nb_{name} $(FIG_SRC) {extra.get(name, '')} {deps}".rstrip(),
             f"\t@echo \"[study] {name} ({profile})\"",
             "\t@mkdir -p $(FIGDIR)/.stamps $(FIGDIR)/notebooks",
             f"\t@$(call papermill,notebooks/{name}.ipynb,$(FIGDIR)/notebooks/{name}.ipynb,-f {y} {args},"
@@ -938,6 +1060,11 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--params", required=True)
     r.add_argument("--run-dir", required=True)
     r.add_argument("--nih-root", default="")
+    q = sub.add_parser("plan-runs", help="say which runs make figures will train, resume or retrain, and why")
+    q.add_argument("--profile", choices=PROFILE_NAMES, required=True)
+    q.add_argument("--run-dir", required=True)
+    q.add_argument("--nih-root", default="")
+    q.add_argument("--all", action="store_true", help="list the finished, current runs too")
     sub.add_parser("table", help="print the study table")
     args = parser.parse_args(argv)
     try:
@@ -948,9 +1075,19 @@ def main(argv: list[str] | None = None) -> int:
             stamp_dir = args.stamp_dir or f".make/{args.profile}"
             nih = Path(stamp_dir) / "nih_root"
             _write_if_changed(nih, args.nih_root + "\n")
+            write_code_stamps(stamp_dir)
             _write_if_changed(Path(args.out), makefile_text(args.profile, stamp_dir=stamp_dir))
         elif args.command == "prepare-run":
             prepare_run(args.params, args.run_dir, args.nih_root)
+        elif args.command == "plan-runs":
+            plan = plan_runs(args.profile, args.run_dir, args.nih_root)
+            todo = [r for r in plan if r.state != "complete"]
+            for r in plan if args.all else todo:
+                print(r.line())
+            counts = {k: sum(r.state == k for r in plan) for k in ("new", "resume", "stale", "complete")}
+            print(f"{args.profile}: {counts['new']} to train, {counts['resume']} to resume, {counts['stale']} to "
+                  f"retrain (the old folders are kept in {Path(args.run_dir) / '.stale'}), {counts['complete']} "
+                  "finished and current")
         elif args.command == "table":
             for s in STUDIES.values():
                 print(f"{s.name:16s} figures {','.join(map(str, s.figures)):10s} runs {', '.join(s.runs)}")
