@@ -16,15 +16,27 @@ TEST_NIH_SMALL64 ?= $(or $(XRUTILS_NIH_SMALL64),$(wildcard $(abspath ../shared/n
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: figures figures-dry test smoke lint lab clean venv
+.PHONY: lock figures figures-dry test test-slow smoke lint format lab clean venv
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs the exact versions of requirements.lock, then this package without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (xrutils)" >/dev/null
 	@touch $(STAMP)
+
+## lock: rewrite requirements.lock from a venv installed from pyproject.toml's ranges (after changing them)
+lock:
+	rm -rf .venv-lock && python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-lock/bin/python make/environment.py lock && rm -rf .venv-lock
+
+## environment.yml: regenerate the conda environment from pyproject.toml
+environment.yml: pyproject.toml make/environment.py
+	python3 make/environment.py environment.yml
 
 ## figures: every thesis figure (1-37) into figures/$(PROFILE)/ (demo profile on phantom data by default)
 figures: $(STAMP)
@@ -32,19 +44,32 @@ figures: $(STAMP)
 
 ## figures-dry: what `make figures` would train, resume or retrain (and why), without running anything
 figures-dry: $(STAMP)
-	@$(MAKE) --no-print-directory -f make/figures.mk figures-dry PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT) PY=$(PY)
+	@$(MAKE) --no-print-directory figures-dry-all PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT) PY=$(PY)
 
-## test: the whole test suite (CPU, offline)
+TEST_ENV = XRUTILS_NIH_ROOT="$(TEST_NIH_ROOT)" XRUTILS_NIH_SMALL64="$(TEST_NIH_SMALL64)"
+
+## test: the fast test suite (CPU, offline): everything but the end-to-end notebook builds and multi-process runs
 test: $(STAMP)
-	XRUTILS_NIH_ROOT="$(TEST_NIH_ROOT)" XRUTILS_NIH_SMALL64="$(TEST_NIH_SMALL64)" $(PY) -m pytest -q $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+## test-slow: the slow tests: every notebook end to end, the smoke build through make, two-process DDP
+test-slow: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 ## smoke: the figure pipeline end to end in the smoke profile (seconds per run)
 smoke: $(STAMP)
 	@$(MAKE) --no-print-directory figures-all PROFILE=smoke
 
-## lint: ruff over the package, tests, benchmarks
+LINT_PATHS = xrutils tests bench make
+
+## lint: ruff's checks and its formatter (--check) over the package, tests, benchmarks and build scripts
 lint: $(STAMP)
-	$(PY) -m ruff check xrutils tests bench
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+
+## format: apply ruff's formatter
+format: $(STAMP)
+	$(PY) -m ruff format $(LINT_PATHS)
 
 ## lab: JupyterLab with the project's kernel
 lab: $(STAMP)

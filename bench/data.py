@@ -89,13 +89,16 @@ def main() -> None:
     cache_dir = OUT / "cache"
     shutil.rmtree(cache_dir, ignore_errors=True)
     res = cached_images(names, paths, args.size, root=cache_dir, progress=False)
-    print(f"cache build       : {len(paths) / res.seconds:12.1f} images/s  ({res.workers} worker processes, "
-          f"{available_cores()} cores available)")
+    print(
+        f"cache build       : {len(paths) / res.seconds:12.1f} images/s  ({res.workers} worker processes, "
+        f"{available_cores()} cores available)"
+    )
 
     # 3. cached epochs over the memory-mapped cache, tiled to the size of the NIH train_val list
     tiled_path = OUT / f"tiled_{args.size}.npy"
-    tiled = np.lib.format.open_memmap(tiled_path, mode="w+", dtype=np.uint8,
-                                      shape=(NIH_TRAIN_VAL, args.size, args.size))
+    tiled = np.lib.format.open_memmap(
+        tiled_path, mode="w+", dtype=np.uint8, shape=(NIH_TRAIN_VAL, args.size, args.size)
+    )
     reps = -(-NIH_TRAIN_VAL // len(res.images))
     tiled[:] = np.tile(np.asarray(res.images), (reps, 1, 1))[:NIH_TRAIN_VAL]
     tiled.flush()
@@ -107,13 +110,17 @@ def main() -> None:
     t0 = time.perf_counter()
     seen = sum(b.shape[0] for b in batches(images, 128, value_range=(-1.0, 1.0), generator=g))
     cached = seen / (time.perf_counter() - t0)
-    print(f"cached pipeline   : {cached:12.1f} images/s  (batches() over a memory-mapped uint8 cache of "
-          f"{NIH_TRAIN_VAL} images)")
+    print(
+        f"cached pipeline   : {cached:12.1f} images/s  (batches() over a memory-mapped uint8 cache of "
+        f"{NIH_TRAIN_VAL} images)"
+    )
     del images
     tiled_path.unlink()
     hours, build_min = 50 * NIH_TRAIN_VAL / orig / 3600, NIH_TRAIN_VAL / (len(paths) / res.seconds) / 60
-    print(f"50 epochs x {NIH_TRAIN_VAL} images: original {hours:.1f} h of data loading, cached "
-          f"{50 * NIH_TRAIN_VAL / cached:.1f} s (+ one cache build: {build_min:.1f} min on these cores)")
+    print(
+        f"50 epochs x {NIH_TRAIN_VAL} images: original {hours:.1f} h of data loading, cached "
+        f"{50 * NIH_TRAIN_VAL / cached:.1f} s (+ one cache build: {build_min:.1f} min on these cores)"
+    )
     print(f"ratio cached/original: {cached / orig:.0f}x")
 
 

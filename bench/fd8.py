@@ -27,10 +27,16 @@ def run_fd8(run_dir: str | Path) -> dict:
     if not epochs:
         raise SystemExit(f"{run_dir}: no sample grids in {rd.samples_dir}")
     real = load_images(cfg.data, progress=False).images
-    fd = {e: pooled_fd(real, read_grid(rd.sample_path(e), cfg.data.image_size, cfg.train.n_grid))
-          for e in (epochs[0], epochs[-1])}
-    return {"first": round(fd[epochs[0]], 3), "last": round(fd[epochs[-1]], 3), "epochs": [epochs[0], epochs[-1]],
-            "n_real": int(real.shape[0])}
+    fd = {
+        e: pooled_fd(real, read_grid(rd.sample_path(e), cfg.data.image_size, cfg.train.n_grid))
+        for e in (epochs[0], epochs[-1])
+    }
+    return {
+        "first": round(fd[epochs[0]], 3),
+        "last": round(fd[epochs[-1]], 3),
+        "epochs": [epochs[0], epochs[-1]],
+        "n_real": int(real.shape[0]),
+    }
 
 
 if __name__ == "__main__":
@@ -38,6 +44,8 @@ if __name__ == "__main__":
     out = {}
     for d in dirs:
         out[Path(d).name] = r = run_fd8(d)
-        print(f"{Path(d).name:28s} FD8 {r['first']:.3f} (epoch {r['epochs'][0]}) -> {r['last']:.3f} "
-              f"(epoch {r['epochs'][1]})")
+        print(
+            f"{Path(d).name:28s} FD8 {r['first']:.3f} (epoch {r['epochs'][0]}) -> {r['last']:.3f} "
+            f"(epoch {r['epochs'][1]})"
+        )
     print(json.dumps(out))

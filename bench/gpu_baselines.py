@@ -31,8 +31,9 @@ from xrutils.train import make_schedulers, make_step_context, resolve_device
 
 
 def bench_family(family: str, args: argparse.Namespace) -> dict:
-    cfg = build_config(family, "baseline", args.profile, {"train.precision": args.precision,
-                                                          "train.device": args.device})
+    cfg = build_config(
+        family, "baseline", args.profile, {"train.precision": args.precision, "train.device": args.device}
+    )
     device = resolve_device(cfg.train.device)
     model = registry.get(family).build(cfg).to(device)
     optimizers = model.configure_optimizers(cfg.train)
@@ -41,8 +42,12 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
     ctx = make_step_context(cfg, device)
     g = torch.Generator().manual_seed(0)
     size, batch = cfg.data.image_size, cfg.train.batch_size
-    pool = [to_range(torch.randint(0, 256, (batch, 1, size, size), generator=g, dtype=torch.uint8),
-                     model.value_range).to(device) for _ in range(4)]
+    pool = [
+        to_range(
+            torch.randint(0, 256, (batch, 1, size, size), generator=g, dtype=torch.uint8), model.value_range
+        ).to(device)
+        for _ in range(4)
+    ]
 
     def step(i: int) -> dict[str, float]:
         ctx.step_index = i + 1
@@ -72,12 +77,20 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
     else:  # ru_maxrss is KiB on Linux
         peak_gib, peak_kind = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process_peak_rss"
     return {
-        "family": family, "preset": "baseline", "profile": args.profile, "device": str(device),
+        "family": family,
+        "preset": "baseline",
+        "profile": args.profile,
+        "device": str(device),
         "precision": cfg.train.precision if device.type == "cuda" else "fp32",
         "params": sum(v for k, v in model.param_counts().items() if k != "total"),
-        "image_size": size, "batch_size": batch, "steps": args.steps,
-        "ms_per_step": 1e3 * seconds / args.steps, "images_per_s": batch * args.steps / seconds,
-        "peak_memory_gib": peak_gib, "peak_memory_kind": peak_kind, "last_loss": losses["loss"],
+        "image_size": size,
+        "batch_size": batch,
+        "steps": args.steps,
+        "ms_per_step": 1e3 * seconds / args.steps,
+        "images_per_s": batch * args.steps / seconds,
+        "peak_memory_gib": peak_gib,
+        "peak_memory_kind": peak_kind,
+        "last_loss": losses["loss"],
     }
 
 
@@ -85,11 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="thesis", choices=("smoke", "demo", "thesis"))
     parser.add_argument("--steps", type=int, default=300, help="timed steps per family")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed steps first (cuDNN autotune, allocator)")
+    parser.add_argument(
+        "--warmup", type=int, default=20, help="untimed steps first (cuDNN autotune, allocator)"
+    )
     parser.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "bf16"))
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--families", default=",".join(registry.families()),
-                        help="comma-separated families (default: all)")
+    parser.add_argument(
+        "--families", default=",".join(registry.families()), help="comma-separated families (default: all)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -105,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         if row["device"].startswith("cuda"):
             torch.cuda.empty_cache()
-        print(f"{row['family']:9s} {row['image_size']:4d}px batch {row['batch_size']:4d} {row['precision']:5s} "
-              f"{row['params']:>11,d} params  {row['ms_per_step']:9.1f} ms/step  {row['images_per_s']:9.1f} img/s  "
-              f"peak {row['peak_memory_gib']:.2f} GiB ({row['peak_memory_kind']})", flush=True)
+        print(
+            f"{row['family']:9s} {row['image_size']:4d}px batch {row['batch_size']:4d} {row['precision']:5s} "
+            f"{row['params']:>11,d} params  {row['ms_per_step']:9.1f} ms/step  {row['images_per_s']:9.1f} img/s  "
+            f"peak {row['peak_memory_gib']:.2f} GiB ({row['peak_memory_kind']})",
+            flush=True,
+        )
         print(json.dumps(row), flush=True)
     return 0
 

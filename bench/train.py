@@ -65,11 +65,17 @@ def time_it(fn, steps: int) -> float:
 
 
 def bench_gan(batch: int, size: int, hidden: int, steps: int) -> dict:
-    cfg = build_config("gan", "baseline", "thesis", {"train.batch_size": batch, "data.image_size": size,
-                                                     "model.hidden": hidden, "train.device": "cpu"})
+    cfg = build_config(
+        "gan",
+        "baseline",
+        "thesis",
+        {"train.batch_size": batch, "data.image_size": size, "model.hidden": hidden, "train.device": "cpu"},
+    )
     model = registry.get("gan").build(cfg)
     g = torch.Generator().manual_seed(0)
-    x = to_range(torch.randint(0, 256, (batch, 1, size, size), generator=g, dtype=torch.uint8), model.value_range)
+    x = to_range(
+        torch.randint(0, 256, (batch, 1, size, size), generator=g, dtype=torch.uint8), model.value_range
+    )
 
     # the two formulas agree (same value; the test suite checks gradients too)
     fake = torch.rand(batch, 1, size, size, generator=g) * 2 - 1
@@ -85,10 +91,17 @@ def bench_gan(batch: int, size: int, hidden: int, steps: int) -> dict:
     leaf = fake.clone().requires_grad_(True)
     div_ours = time_it(lambda: diversity_loss(leaf).backward(), steps)
     div_loop = time_it(lambda: loop_diversity(leaf).backward(), steps)
-    return {"gan_batch": batch, "gan_size": size, "gan_hidden": hidden,
-            "gan_step_ms": 1e3 * ours, "gan_step_original_ms": 1e3 * original, "gan_step_ratio": original / ours,
-            "diversity_ms": 1e3 * div_ours, "diversity_loop_ms": 1e3 * div_loop,
-            "diversity_ratio": div_loop / div_ours}
+    return {
+        "gan_batch": batch,
+        "gan_size": size,
+        "gan_hidden": hidden,
+        "gan_step_ms": 1e3 * ours,
+        "gan_step_original_ms": 1e3 * original,
+        "gan_step_ratio": original / ours,
+        "diversity_ms": 1e3 * div_ours,
+        "diversity_loop_ms": 1e3 * div_loop,
+        "diversity_ratio": div_loop / div_ours,
+    }
 
 
 def bench_ddpm(preset: str, profile: str, n: int) -> dict:
@@ -106,8 +119,14 @@ def bench_ddpm(preset: str, profile: str, n: int) -> dict:
     run("ddim", 2)  # warm-up
     ddim = run("ddim", 50)
     ddpm = run("ddpm", 1000)
-    return {"ddpm_preset": f"{preset}/{profile}", "ddpm_params": sum(model.param_counts().values()), "ddpm_n": n,
-            "ddim50_s": ddim, "ddpm1000_s": ddpm, "sampling_ratio": ddpm / ddim}
+    return {
+        "ddpm_preset": f"{preset}/{profile}",
+        "ddpm_params": sum(model.param_counts().values()),
+        "ddpm_n": n,
+        "ddim50_s": ddim,
+        "ddpm1000_s": ddpm,
+        "sampling_ratio": ddpm / ddim,
+    }
 
 
 def main() -> None:
@@ -120,8 +139,11 @@ def main() -> None:
     parser.add_argument("--ddpm-profile", default="demo", help="a small UNet is enough on CPU")
     parser.add_argument("--n", type=int, default=4, help="images per sampling call")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--quick", action="store_true",
-                        help="batch 32, hidden 16, 1 step, the tiny UNet: a check that the script runs")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="batch 32, hidden 16, 1 step, the tiny UNet: a check that the script runs",
+    )
     args = parser.parse_args()
     if args.quick:
         args.batch, args.hidden, args.steps = 32, 16, 1
@@ -130,15 +152,21 @@ def main() -> None:
 
     out = {"threads": args.threads, "load_avg_1min": os.getloadavg()[0]}
     gan = bench_gan(args.batch, args.size, args.hidden, args.steps)
-    print(f"GAN step (batch {args.batch}, {args.size}x{args.size}, hidden {args.hidden}, CPU): "
-          f"ours {gan['gan_step_ms']:.0f} ms, original-style {gan['gan_step_original_ms']:.0f} ms -> "
-          f"{gan['gan_step_ratio']:.2f}x (target >= 2x)")
-    print(f"  diversity loss alone (fwd+bwd): pdist {gan['diversity_ms']:.2f} ms, double loop "
-          f"{gan['diversity_loop_ms']:.0f} ms -> {gan['diversity_ratio']:.0f}x")
+    print(
+        f"GAN step (batch {args.batch}, {args.size}x{args.size}, hidden {args.hidden}, CPU): "
+        f"ours {gan['gan_step_ms']:.0f} ms, original-style {gan['gan_step_original_ms']:.0f} ms -> "
+        f"{gan['gan_step_ratio']:.2f}x (target >= 2x)"
+    )
+    print(
+        f"  diversity loss alone (fwd+bwd): pdist {gan['diversity_ms']:.2f} ms, double loop "
+        f"{gan['diversity_loop_ms']:.0f} ms -> {gan['diversity_ratio']:.0f}x"
+    )
     ddpm = bench_ddpm(args.ddpm_preset, args.ddpm_profile, args.n)
-    print(f"DDPM sampling ({ddpm['ddpm_preset']}, {ddpm['ddpm_params']} params, n={args.n}): DDIM-50 "
-          f"{ddpm['ddim50_s']:.2f} s, DDPM-1000 {ddpm['ddpm1000_s']:.2f} s -> {ddpm['sampling_ratio']:.1f}x "
-          f"(target >= 15x)")
+    print(
+        f"DDPM sampling ({ddpm['ddpm_preset']}, {ddpm['ddpm_params']} params, n={args.n}): DDIM-50 "
+        f"{ddpm['ddim50_s']:.2f} s, DDPM-1000 {ddpm['ddpm1000_s']:.2f} s -> {ddpm['sampling_ratio']:.1f}x "
+        f"(target >= 15x)"
+    )
     print(json.dumps({**out, **gan, **ddpm}))
 
 

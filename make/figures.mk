@@ -24,7 +24,7 @@ FIGURES_NIH_ROOT  = $(or $(NIH_ROOT),$(XRUTILS_NIH_ROOT))
 FIGURES_STAMPDIR ?= .make/$(PROFILE)
 FIGURES_RULES     = $(FIGURES_STAMPDIR)/rules.mk
 
-.PHONY: figures-all figures-rules figures-params figures-timing figures-dry
+.PHONY: figures-all figures-dry-all figures-rules figures-params figures-timing
 
 # Without -j on the command line the runs and studies still go in parallel, one job per core (each job then uses
 # one torch thread; see the generated rules). `make -jN figures` sets the number of jobs instead.
@@ -41,7 +41,7 @@ figures-rules:
 		--stamp-dir $(FIGURES_STAMPDIR) --nih-root "$(FIGURES_NIH_ROOT)"
 
 # What `make figures` would train, resume or retrain, and why; runs nothing.
-figures-dry: figures-rules
+figures-dry-all: figures-rules
 	@$(PY) -m xrutils.studies plan-runs --profile $(PROFILE) --run-dir $(RUNDIR) --nih-root "$(FIGURES_NIH_ROOT)" --all
 
 # Writes params/<profile>/*.yaml that are missing (existing, possibly edited, files are kept).

@@ -34,8 +34,10 @@ def nih_root() -> Path:
     """The real NIH sample, found through the same setting users use (XRUTILS_NIH_ROOT); skipped when absent."""
     root = nih_root_from_env()
     if root is None:
-        pytest.skip("XRUTILS_NIH_ROOT is not set: no NIH ChestX-ray14 images to test against "
-                    "(`make test` sets it to ../shared/nih_sample when that folder exists)")
+        pytest.skip(
+            "XRUTILS_NIH_ROOT is not set: no NIH ChestX-ray14 images to test against "
+            "(`make test` sets it to ../shared/nih_sample when that folder exists)"
+        )
     if not (root / "Data_Entry_2017.csv").exists() and not (root / "Data_Entry_2017_v2020.csv").exists():
         pytest.skip(f"XRUTILS_NIH_ROOT={root} has no Data_Entry_2017.csv")
     return root
@@ -47,8 +49,10 @@ def nih_small64_root() -> Path:
     test`` sets it when the folder exists); skipped when absent."""
     env = os.environ.get("XRUTILS_NIH_SMALL64", "").strip()
     if not env:
-        pytest.skip("XRUTILS_NIH_SMALL64 is not set: no 64 px NIH images to test against "
-                    "(`make test` sets it to ../shared/nih_small64 when that folder exists)")
+        pytest.skip(
+            "XRUTILS_NIH_SMALL64 is not set: no 64 px NIH images to test against "
+            "(`make test` sets it to ../shared/nih_small64 when that folder exists)"
+        )
     root = Path(env).expanduser()
     if not (root / "Data_Entry_2017_v2020.csv").exists() and not (root / "Data_Entry_2017.csv").exists():
         pytest.skip(f"XRUTILS_NIH_SMALL64={root} has no Data_Entry CSV")

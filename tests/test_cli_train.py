@@ -31,14 +31,21 @@ def last_json(out: str) -> dict:
 # describe
 
 
-@pytest.mark.parametrize("preset,sets,expected", [
-    ("baseline", [], {"generator": 3_574_656, "discriminator": 2_763_520}),  # spec §2.1: 64, h 64
-    ("hidden32", [], {"generator": 1_099_200, "discriminator": 693_632}),
-    ("hidden128", [], {"generator": 12_654_336, "discriminator": 11_032_064}),
-    ("size32", [], {"generator": 1_066_880, "discriminator": 661_248}),
-    ("baseline", ["data.image_size=32", "model.hidden=128"], {"generator": 3_444_480, "discriminator": 2_633_216}),
-    ("size128", [], {"generator": 12_784_512, "discriminator": 11_162_368}),
-])
+@pytest.mark.parametrize(
+    "preset,sets,expected",
+    [
+        ("baseline", [], {"generator": 3_574_656, "discriminator": 2_763_520}),  # spec §2.1: 64, h 64
+        ("hidden32", [], {"generator": 1_099_200, "discriminator": 693_632}),
+        ("hidden128", [], {"generator": 12_654_336, "discriminator": 11_032_064}),
+        ("size32", [], {"generator": 1_066_880, "discriminator": 661_248}),
+        (
+            "baseline",
+            ["data.image_size=32", "model.hidden=128"],
+            {"generator": 3_444_480, "discriminator": 2_633_216},
+        ),
+        ("size128", [], {"generator": 12_784_512, "discriminator": 11_162_368}),
+    ],
+)
 def test_describe_gan_matches_the_spec_table(capsys, preset, sets, expected):
     argv = ["describe", "--family", "gan", "--preset", preset]
     for s in sets:
@@ -67,14 +74,20 @@ def test_describe_names_every_network_of_each_family(capsys, family):
     assert counts == model.param_counts()
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["describe", "--family", "nope"], "unknown family 'nope'"),
-    (["describe", "--family", "gan", "--preset", "huge"], "unknown preset 'huge'"),
-    (["describe", "--family", "gan", "--set", "model.widht=3"], "model.widht"),
-    (["describe", "--family", "gan", "--set", "train.lr=fast"], "train.lr"),
-    (["describe", "--family", "gan", "--profile", "weekend"], "unknown profile 'weekend'"),
-    (["train", "--family", "gan", "--preset", "tiny", "--profile", "smoke", "--set", "bogus"], "key=value"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["describe", "--family", "nope"], "unknown family 'nope'"),
+        (["describe", "--family", "gan", "--preset", "huge"], "unknown preset 'huge'"),
+        (["describe", "--family", "gan", "--set", "model.widht=3"], "model.widht"),
+        (["describe", "--family", "gan", "--set", "train.lr=fast"], "train.lr"),
+        (["describe", "--family", "gan", "--profile", "weekend"], "unknown profile 'weekend'"),
+        (
+            ["train", "--family", "gan", "--preset", "tiny", "--profile", "smoke", "--set", "bogus"],
+            "key=value",
+        ),
+    ],
+)
 def test_bad_input_exits_2_naming_it(capsys, argv, message):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
@@ -82,8 +95,13 @@ def test_bad_input_exits_2_naming_it(capsys, argv, message):
 
 
 def test_python_m_xrutils_describe_prints_one_json_object():
-    proc = subprocess.run([sys.executable, "-m", "xrutils", "describe", "--family", "gan", "--preset", "baseline"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "xrutils", "describe", "--family", "gan", "--preset", "baseline"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"generator": 3_574_656, "discriminator": 2_763_520}
 
@@ -94,8 +112,20 @@ def test_python_m_xrutils_describe_prints_one_json_object():
 
 def test_train_resume_and_sample_from_the_command_line(capsys, tmp_path):
     run = tmp_path / "gan"
-    base = ["train", "--family", "gan", "--preset", "tiny", "--profile", "smoke", "--run-dir", run,
-            "--set", "train.epochs=1", "--no-progress"]
+    base = [
+        "train",
+        "--family",
+        "gan",
+        "--preset",
+        "tiny",
+        "--profile",
+        "smoke",
+        "--run-dir",
+        run,
+        "--set",
+        "train.epochs=1",
+        "--no-progress",
+    ]
     code, out, _ = run_cli(capsys, *base)
     assert code == 0 and last_json(out)["epoch"] == 1
     assert RunDir(run).checkpoint_epochs() == [1]
@@ -115,7 +145,9 @@ def test_train_resume_and_sample_from_the_command_line(capsys, tmp_path):
     run_cli(capsys, "sample", "--run-dir", run, "--epoch", 1, "--n", 9, "--out", again, "--seed", 3)
     assert again.read_bytes() == out_png.read_bytes()  # seeded
 
-    code, _, err = run_cli(capsys, "sample", "--run-dir", run, "--n", 4, "--out", out_png, "--sampler", "ddim")
+    code, _, err = run_cli(
+        capsys, "sample", "--run-dir", run, "--n", 4, "--out", out_png, "--sampler", "ddim"
+    )
     assert code == 2 and "do not apply to family 'gan'" in err
     code, _, err = run_cli(capsys, "sample", "--run-dir", run, "--epoch", 9, "--n", 4, "--out", out_png)
     assert code == 2 and "epoch 9" in err
@@ -125,12 +157,26 @@ def test_train_resume_and_sample_from_the_command_line(capsys, tmp_path):
 
 def test_sample_ddpm_with_ddim_steps(capsys, tmp_path):
     run = tmp_path / "ddpm"
-    code, _, _ = run_cli(capsys, "train", "--family", "ddpm", "--preset", "tiny", "--profile", "smoke",
-                         "--run-dir", run, "--set", "train.epochs=1", "--no-progress")
+    code, _, _ = run_cli(
+        capsys,
+        "train",
+        "--family",
+        "ddpm",
+        "--preset",
+        "tiny",
+        "--profile",
+        "smoke",
+        "--run-dir",
+        run,
+        "--set",
+        "train.epochs=1",
+        "--no-progress",
+    )
     assert code == 0
     out_png = tmp_path / "ddim.png"
-    code, out, _ = run_cli(capsys, "sample", "--run-dir", run, "--n", 4, "--out", out_png,
-                           "--sampler", "ddim", "--steps", 3)
+    code, out, _ = run_cli(
+        capsys, "sample", "--run-dir", run, "--n", 4, "--out", out_png, "--sampler", "ddim", "--steps", 3
+    )
     assert code == 0
     assert last_json(out)["sampler"] == "ddim" and last_json(out)["steps"] == 3
     assert Image.open(out_png).size == (2 * 32 + 3 * 2,) * 2

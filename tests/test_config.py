@@ -19,8 +19,14 @@ from xrutils.config import (
     parse_sets,
 )
 
-COMMON_KEYS = {"data.image_size": 32, "model.hidden": 24, "train.lr": 3e-4, "train.epochs": 3,
-               "train.batch_size": 16, "seed": 7}
+COMMON_KEYS = {
+    "data.image_size": 32,
+    "model.hidden": 24,
+    "train.lr": 3e-4,
+    "train.epochs": 3,
+    "train.batch_size": 16,
+    "seed": 7,
+}
 
 
 @pytest.mark.parametrize("family", registry.families())
@@ -111,7 +117,11 @@ def test_from_dict_rejects_unknown_and_mismatched_sections(tmp_path) -> None:
 
 def test_parse_sets() -> None:
     assert parse_sets(["train.lr=1e-5", "model.hidden=32", "data.source=nih", "data.hflip=true"]) == {
-        "train.lr": 1e-5, "model.hidden": 32, "data.source": "nih", "data.hflip": True}
+        "train.lr": 1e-5,
+        "model.hidden": 32,
+        "data.source": "nih",
+        "data.hflip": True,
+    }
     with pytest.raises(ConfigError, match="key=value"):
         parse_sets(["train.lr"])
 
@@ -123,13 +133,18 @@ def test_profiles_scale_but_presets_keep_their_contrast() -> None:
     # far fewer optimisation steps: at most 512 images in batches of 32 instead of 86,524 in batches of 128
     assert demo.train.epochs * 512 // demo.train.batch_size < thesis.train.epochs * 86_524 // 128
     assert demo.data.max_images > 0
-    for family, study in [("gan", ("hidden32", "baseline", "hidden128")), ("vae", ("hidden300", "baseline", "hidden500"))]:
+    for family, study in [
+        ("gan", ("hidden32", "baseline", "hidden128")),
+        ("vae", ("hidden300", "baseline", "hidden500")),
+    ]:
         for profile in ("thesis", "demo"):
             widths = [build_config(family, p, profile).model.hidden for p in study]
             assert widths[0] < widths[1] < widths[2], (family, profile, widths)
     for profile in PROFILE_NAMES:
         lrs = {p: build_config("gan", p, profile).train.lr for p in ("baseline", "lr1e-5", "lr1e-3")}
-        k = 10 if profile == "demo" else 1  # the demo's every lr x 10 (models/layers.DEMO_LR_FACTOR) keeps the ratios
+        k = (
+            10 if profile == "demo" else 1
+        )  # the demo's every lr x 10 (models/layers.DEMO_LR_FACTOR) keeps the ratios
         assert lrs == pytest.approx({"baseline": k * 1e-4, "lr1e-5": k * 1e-5, "lr1e-3": k * 1e-3}), profile
         sizes = [build_config("gan", p, profile).data.image_size for p in ("size32", "baseline", "size128")]
         assert sizes == [32, 64, 128]

@@ -51,7 +51,12 @@ def test_reuse_manifest_and_invalidation(phantom, tmp_path):
     assert not first.reused
     man = json.loads((first.path / "manifest.json").read_text())
     assert {"inputs_hash", "size", "method", "count", "created", "missing"} <= set(man)
-    assert (man["size"], man["method"], man["count"], man["missing"]) == (16, "bilinear-antialias", len(idx), 3)
+    assert (man["size"], man["method"], man["count"], man["missing"]) == (
+        16,
+        "bilinear-antialias",
+        len(idx),
+        3,
+    )
     second = cached_images(idx.names, idx.paths, 16, **kw)
     assert second.reused and second.path == first.path
     np.testing.assert_array_equal(np.asarray(first.images), np.asarray(second.images))
@@ -74,8 +79,10 @@ def test_concurrent_builders_build_once(phantom, tmp_path):
 
     idx = index_split(phantom, "train_val")
     with ThreadPoolExecutor(2) as ex:
-        futs = [ex.submit(cached_images, idx.names, idx.paths, 16, workers=1, progress=False, root=tmp_path)
-                for _ in range(2)]
+        futs = [
+            ex.submit(cached_images, idx.names, idx.paths, 16, workers=1, progress=False, root=tmp_path)
+            for _ in range(2)
+        ]
         results = [f.result() for f in futs]
     assert sorted(r.reused for r in results) == [False, True]  # the second waited for the lock, then reused
     np.testing.assert_array_equal(np.asarray(results[0].images), np.asarray(results[1].images))
@@ -113,7 +120,9 @@ def test_bad_image_raises_or_is_skipped(phantom, tmp_path):
         cached_images(names, paths, 16, workers=2, progress=False, root=tmp_path)
     assert not list(tmp_path.glob("16px_*/manifest.json"))  # a failed build leaves nothing valid
     res = cached_images(names, paths, 16, skip_bad=True, workers=2, progress=False, root=tmp_path)
-    assert res.skipped == ["bad.png"] and res.images.shape[0] == len(idx) and res.kept == list(range(len(idx)))
+    assert (
+        res.skipped == ["bad.png"] and res.images.shape[0] == len(idx) and res.kept == list(range(len(idx)))
+    )
     with pytest.raises(BadImageError, match="bad.png"):  # reusing that cache without skip_bad is not silent
         cached_images(names, paths, 16, workers=1, progress=False, root=tmp_path)
 
@@ -157,8 +166,9 @@ def test_load_images_skip_bad(phantom, tmp_path, capsys):
     cfg = DataConfig(source="nih", root=str(root), image_size=16, split="test")
     with pytest.raises(BadImageError, match=names[0]):
         load_images(cfg, progress=False)
-    got = load_images(DataConfig(source="nih", root=str(root), image_size=16, split="test", skip_bad=True),
-                      progress=False)
+    got = load_images(
+        DataConfig(source="nih", root=str(root), image_size=16, split="test", skip_bad=True), progress=False
+    )
     assert got.names == names[1:] and got.skipped == [names[0]] and len(got.labels) == len(names) - 1
     assert "skipped 1 undecodable" in capsys.readouterr().err
 
@@ -179,16 +189,20 @@ def test_batches_one_epoch_in_range():
     seen = torch.cat(out)[:, 0, 0, 0]
     assert sorted(((seen + 1) / 2 * 255 / 25).round().long().tolist()) == list(range(10))  # each image once
     assert torch.cat(out).min() >= -1 and torch.cat(out).max() <= 1
-    full = batches(torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1), 2, value_range=UNIT_RANGE,
-                   generator=g)
+    full = batches(
+        torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1), 2, value_range=UNIT_RANGE, generator=g
+    )
     assert sorted(next(full).flatten().tolist()) == [0.0, 1.0]
     assert [b.shape[0] for b in batches(x, 4, value_range=UNIT_RANGE, generator=g, drop_last=True)] == [4, 4]
 
 
 def test_batches_deterministic_per_generator():
     x = _images(50)
-    run = lambda seed: torch.cat(list(batches(x, 8, value_range=UNIT_RANGE,  # noqa: E731
-                                              generator=torch.Generator().manual_seed(seed), hflip=True)))
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        return torch.cat(list(batches(x, 8, value_range=UNIT_RANGE, generator=g, hflip=True)))
+
     torch.testing.assert_close(run(1), run(1))
     assert not torch.equal(run(1), run(2))
 
@@ -196,8 +210,9 @@ def test_batches_deterministic_per_generator():
 def test_batches_hflip_flips_about_half():
     x = torch.zeros(200, 1, 2, 2, dtype=torch.uint8)
     x[:, :, :, 0] = 255  # left column white
-    out = torch.cat(list(batches(x, 64, value_range=UNIT_RANGE, generator=torch.Generator().manual_seed(0),
-                                 hflip=True)))
+    out = torch.cat(
+        list(batches(x, 64, value_range=UNIT_RANGE, generator=torch.Generator().manual_seed(0), hflip=True))
+    )
     flipped = out[:, 0, 0, 1] == 1.0
     assert 60 < flipped.sum() < 140
     assert (out[flipped][..., 0] == 0).all() and (out[~flipped][..., 1] == 0).all()  # whole rows mirrored
@@ -210,7 +225,9 @@ def test_batches_shard_for_ddp():
     shards = []
     for rank in range(3):
         g = torch.Generator().manual_seed(7)  # every rank: the same seed
-        shards.append(torch.cat(list(batches(x, 2, value_range=UNIT_RANGE, generator=g, rank=rank, world_size=3))))
+        shards.append(
+            torch.cat(list(batches(x, 2, value_range=UNIT_RANGE, generator=g, rank=rank, world_size=3)))
+        )
     assert {len(s) for s in shards} == {4}  # 10 padded to 12: equal steps on every rank
     ids = torch.cat(shards)[:, 0, 0, 0].mul(255 / 25).round().long().tolist()
     assert set(ids) == set(range(10)) and len(ids) == 12
@@ -251,7 +268,12 @@ def test_chestmnist_splits_labels_resize(chestmnist):
     tv = load_images(cfg)
     assert len(tv) == 8 and tv.source == "chestmnist" and (tv.patient_ids == -1).all()
     np.testing.assert_array_equal(tv.images[:6, 0].numpy(), arrays["train_images"])
-    assert tv.labels.shape == (8, 15) and tv.labels[0, 1] == 1 and tv.labels[0, 14] == 0 and tv.labels[1, 14] == 1
+    assert (
+        tv.labels.shape == (8, 15)
+        and tv.labels[0, 1] == 1
+        and tv.labels[0, 14] == 0
+        and tv.labels[1, 14] == 1
+    )
     assert len(load_images(cfg, "test")) == 3 and len(load_images(cfg, "all")) == 11
     small = load_images(DataConfig(source="chestmnist", chestmnist_path=str(path), image_size=32), "test")
     assert small.images.shape == (3, 1, 32, 32)

@@ -44,7 +44,9 @@ def test_cache_command_builds_then_reuses(phantom_dir, tmp_path, capsys, monkeyp
     assert main(args) == 0
     first = _last_json(capsys.readouterr().out)
     assert CACHE_KEYS <= set(first)
-    assert first["images"] == 40 and first["missing"] == 0 and first["reused"] is False and first["size"] == 32
+    assert (
+        first["images"] == 40 and first["missing"] == 0 and first["reused"] is False and first["size"] == 32
+    )
     assert Path(first["path"]).is_relative_to(tmp_path / "cache")
     assert main(args) == 0
     second = _last_json(capsys.readouterr().out)
@@ -71,10 +73,25 @@ def test_info_command(phantom_dir, capsys):
 def test_killed_cache_build_leaves_no_valid_cache(phantom_dir, tmp_path, monkeypatch):
     """Kill ``python -m xrutils data cache`` mid-build (slowed by the documented test hook); nothing validates."""
     env = {**os.environ, "XRUTILS_DATA_HOME": str(tmp_path), DELAY_ENV: "0.15", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "xrutils", "data", "cache", "--root", str(phantom_dir), "--size", "16",
-           "--split", "all", "--workers", "2", "--no-progress"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "xrutils",
+        "data",
+        "cache",
+        "--root",
+        str(phantom_dir),
+        "--size",
+        "16",
+        "--split",
+        "all",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while not list(tmp_path.glob("cache/*/.images.*.npy.tmp")):  # the build has started writing

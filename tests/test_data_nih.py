@@ -14,8 +14,10 @@ from PIL import Image
 from xrutils.data import LABELS, index_split, label_counts, read_metadata, read_split
 from xrutils.data.nih import BadImageError, decode_image, find_images, metadata_path, multi_hot
 
-HEADER_2017 = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-               "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
+HEADER_2017 = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
+)
 HEADER_2020 = HEADER_2017.rstrip(",")
 ROWS = [  # name, labels, follow-up, patient, age
     ("00000001_000.png", "Cardiomegaly", 0, 1, 58),
@@ -30,12 +32,16 @@ TEST = ["00000003_000.png", "00000004_000.png"]
 
 def _write_csvs(root, fmt=("2017", "2020")):
     if "2017" in fmt:
-        lines = [HEADER_2017] + [f"{n},{lab},{fu:03d},{pid:08d},{age:03d}Y,M,PA,1024,1024,0.143,0.143"
-                                 for n, lab, fu, pid, age in ROWS]
+        lines = [HEADER_2017] + [
+            f"{n},{lab},{fu:03d},{pid:08d},{age:03d}Y,M,PA,1024,1024,0.143,0.143"
+            for n, lab, fu, pid, age in ROWS
+        ]
         (root / "Data_Entry_2017.csv").write_text("\n".join(lines) + "\n")
     if "2020" in fmt:
-        lines = [HEADER_2020] + [f"{n},{lab},{fu},{pid},{age},M,PA,1024,1024,0.14300000000000002,0.143"
-                                 for n, lab, fu, pid, age in ROWS]
+        lines = [HEADER_2020] + [
+            f"{n},{lab},{fu},{pid},{age},M,PA,1024,1024,0.14300000000000002,0.143"
+            for n, lab, fu, pid, age in ROWS
+        ]
         (root / "Data_Entry_2017_v2020.csv").write_text("\n".join(lines) + "\n")
     (root / "train_val_list.txt").write_text("\n".join(TRAIN) + "\n")
     (root / "test_list.txt").write_text("\n".join(TEST) + "\n")
@@ -74,7 +80,10 @@ def test_both_csv_formats_read_the_same(tmp_path):
     _write_csvs(a, fmt=("2017",))
     _write_csvs(b, fmt=("2020",))
     ma, mb = read_metadata(a), read_metadata(b)
-    assert metadata_path(a).name == "Data_Entry_2017.csv" and metadata_path(b).name == "Data_Entry_2017_v2020.csv"
+    assert (
+        metadata_path(a).name == "Data_Entry_2017.csv"
+        and metadata_path(b).name == "Data_Entry_2017_v2020.csv"
+    )
     pd.testing.assert_frame_equal(ma, mb)
     assert ma.loc["00000001_001.png", "age"] == 58 and ma.loc["00000001_001.png", "follow_up"] == 1
     assert ma["patient_id"].tolist() == [1, 1, 2, 3, 4] and ma["patient_id"].dtype == np.int64
@@ -82,7 +91,8 @@ def test_both_csv_formats_read_the_same(tmp_path):
 
 def test_2017_file_is_preferred_and_choosable(nih_flat):
     (nih_flat / "Data_Entry_2017_v2020.csv").write_text(
-        (nih_flat / "Data_Entry_2017_v2020.csv").read_text().replace("No Finding", "Mass"))
+        (nih_flat / "Data_Entry_2017_v2020.csv").read_text().replace("No Finding", "Mass")
+    )
     assert read_metadata(nih_flat).loc["00000002_000.png", "labels"] == "No Finding"
     assert read_metadata(nih_flat, "Data_Entry_2017_v2020.csv").loc["00000002_000.png", "labels"] == "Mass"
 
@@ -103,7 +113,9 @@ def test_splits_labels_and_patients_flat_layout(nih_flat):
     idx = index_split(nih_flat, "train_val")
     assert idx.names == sorted(TRAIN) and idx.missing == 0
     assert idx.patient_ids.tolist() == [1, 1, 2]
-    np.testing.assert_array_equal(idx.labels, multi_hot(["Cardiomegaly", "Cardiomegaly|Emphysema", "No Finding"]))
+    np.testing.assert_array_equal(
+        idx.labels, multi_hot(["Cardiomegaly", "Cardiomegaly|Emphysema", "No Finding"])
+    )
     test = index_split(nih_flat, "test")
     assert test.names == TEST and test.labels[0, LABELS.index("Hernia")] == 1
     assert len(index_split(nih_flat, "all")) == 5

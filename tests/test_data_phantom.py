@@ -32,13 +32,13 @@ def _patch(img: np.ndarray, x: float, y: float, r: int = 2) -> float:
     """Mean of a (2r+1)² patch around image coordinates (x, y) in [-1, 1]."""
     s = img.shape[0]
     cx, cy = int((x + 1) / 2 * s), int((y + 1) / 2 * s)
-    return float(img[cy - r:cy + r + 1, cx - r:cx + r + 1].mean())
+    return float(img[cy - r : cy + r + 1, cx - r : cx + r + 1].mean())
 
 
 def _region(img: np.ndarray, x0: float, x1: float, y0: float, y1: float) -> float:
     s = img.shape[0]
     f = lambda v: int((v + 1) / 2 * s)  # noqa: E731
-    return float(img[f(y0):f(y1), f(x0):f(x1)].mean())
+    return float(img[f(y0) : f(y1), f(x0) : f(x1)].mean())
 
 
 def test_same_seed_same_bytes_different_seed_differs(tmp_path, small):
@@ -50,8 +50,11 @@ def test_same_seed_same_bytes_different_seed_differs(tmp_path, small):
     assert len(pngs) == 40
     for name in pngs:
         assert (small / "images" / name).read_bytes() == (again / "images" / name).read_bytes()
-    assert any((small / "images" / n).read_bytes() != (other / "images" / n).read_bytes()
-               for n in pngs if (other / "images" / n).exists())
+    assert any(
+        (small / "images" / n).read_bytes() != (other / "images" / n).read_bytes()
+        for n in pngs
+        if (other / "images" / n).exists()
+    )
     a, b = phantom_image(0, 5, 1, size=64), phantom_image(0, 5, 1, size=64)
     assert a.dtype == np.uint8 and a.shape == (64, 64)
     np.testing.assert_array_equal(a, b)

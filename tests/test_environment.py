@@ -1,11 +1,12 @@
-"""environment.yml (conda users) and pyproject.toml (pip users) name the same dependencies."""
+"""pyproject.toml holds the one dependency list: environment.yml is generated from it, requirements.lock pins it."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,13 +24,58 @@ def test_environment_yml_matches_pyproject() -> None:
     conda_pkgs = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
     assert {"python", "pip"} <= conda_pkgs
     have = {_name(r): r.replace(" ", "") for r in pip_section if not r.startswith("-e")}
-    assert have.keys() == wanted.keys(), (sorted(have.keys() - wanted.keys()), sorted(wanted.keys() - have.keys()))
+    assert have.keys() == wanted.keys(), (
+        sorted(have.keys() - wanted.keys()),
+        sorted(wanted.keys() - have.keys()),
+    )
     for name, req in wanted.items():
-        assert have[name] == req.replace(" ", ""), f"{name}: environment.yml {have[name]!r} vs pyproject {req!r}"
+        assert have[name] == req.replace(" ", ""), (
+            f"{name}: environment.yml {have[name]!r} vs pyproject {req!r}"
+        )
     assert "-e ." in pip_section
 
 
 def test_top_level_shape() -> None:
-    for name in ("environment.yml", "README.md", "notebooks", "xrutils", "data", "figures", "tests",
-                 "Makefile", "pyproject.toml", "params", ".ci/run"):
+    for name in (
+        "environment.yml",
+        "README.md",
+        "notebooks",
+        "xrutils",
+        "data",
+        "figures",
+        "tests",
+        "Makefile",
+        "pyproject.toml",
+        "params",
+        ".ci/run",
+    ):
         assert (REPO / name).exists(), name
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("environment", REPO / "make" / "environment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_environment_yml_is_the_generated_one() -> None:
+    assert (REPO / "environment.yml").read_text() == _generator().environment_yml(), (
+        "run `make environment.yml`"
+    )
+
+
+def test_the_lock_pins_every_dependency_within_pyprojects_ranges() -> None:
+    from packaging.requirements import Requirement
+
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not an exact pin (name==version)"
+            pins[_name(name)] = version
+    for req in map(Requirement, _generator().requirements()):
+        assert _name(req.name) in pins, f"requirements.lock lacks {req.name}; run `make lock`"
+        assert req.specifier.contains(pins[_name(req.name)]), (
+            f"requirements.lock pins {req.name}=={pins[_name(req.name)]}, outside pyproject's {req}; run `make lock`"
+        )

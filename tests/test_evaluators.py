@@ -31,8 +31,10 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def reals() -> dict[str, torch.Tensor]:
     data = DataConfig(image_size=SIZE, phantom_n=200)
-    return {"train": load_images(data, split="train_val", progress=False).images,
-            "test": load_images(data, split="test", progress=False).images}
+    return {
+        "train": load_images(data, split="train_val", progress=False).images,
+        "test": load_images(data, split="test", progress=False).images,
+    }
 
 
 def noise_like(images: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -50,8 +52,9 @@ def trained_d(reals) -> Discriminator:
     fake = to_range(noise_like(reals["train"], 1), GAN_RANGE)
     for step in range(40):
         i = torch.randint(0, real.shape[0], (32,), generator=torch.Generator().manual_seed(step))
-        loss = (nn.functional.binary_cross_entropy(d(real[i]), torch.ones(32))
-                + nn.functional.binary_cross_entropy(d(fake[i]), torch.zeros(32)))
+        loss = nn.functional.binary_cross_entropy(
+            d(real[i]), torch.ones(32)
+        ) + nn.functional.binary_cross_entropy(d(fake[i]), torch.zeros(32))
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -135,10 +138,20 @@ def test_train_mode_quirk_changes_scores_but_not_the_judge(reals, trained_d):
 
 def test_single_batch_quirk_uses_one_batch(reals, trained_d):
     judge = Judge(trained_d, SIZE)
-    curve = score_curve(judge, [1, 2], {1: reals["train"][:40], 2: reals["train"][40:80]}, GAN_RANGE,
-                        Quirks(single_batch=True), reals_uint8=reals["train"], batch_size=16, n_boot=20)
+    curve = score_curve(
+        judge,
+        [1, 2],
+        {1: reals["train"][:40], 2: reals["train"][40:80]},
+        GAN_RANGE,
+        Quirks(single_batch=True),
+        reals_uint8=reals["train"],
+        batch_size=16,
+        n_boot=20,
+    )
     assert curve["n_fake"] == 16 and curve["n_real"] == 16
-    assert curve["real_term"][0] != curve["real_term"][1]  # a fresh random real batch per epoch, as the original
+    assert (
+        curve["real_term"][0] != curve["real_term"][1]
+    )  # a fresh random real batch per epoch, as the original
 
 
 def test_protocols_and_size_check():
@@ -180,8 +193,9 @@ def _stub_cache(run_dir: Path, loads: list) -> SampleCache:
         loads.append(epoch)
         return StubModel()
 
-    return SampleCache(run_dir, family="vae", seed=3, image_size=8, eval_cfg=EvalConfig(batch_size=3),
-                       load_model=load)
+    return SampleCache(
+        run_dir, family="vae", seed=3, image_size=8, eval_cfg=EvalConfig(batch_size=3), load_model=load
+    )
 
 
 def test_sample_cache_generates_once_and_reuses(tmp_path):
@@ -193,7 +207,9 @@ def test_sample_cache_generates_once_and_reuses(tmp_path):
     again = _stub_cache(tmp_path, loads).get(1, {"eval": 7})
     assert loads == [1] and torch.equal(again["eval"], first["eval"])
     files = sorted(p.name for p in (tmp_path / "eval" / "samples").iterdir())
-    assert len(files) == 4 and not any(f.endswith(".tmp") for f in files)  # 2 arrays + 2 sidecars, no leftovers
+    assert len(files) == 4 and not any(
+        f.endswith(".tmp") for f in files
+    )  # 2 arrays + 2 sidecars, no leftovers
     assert any("e001_n7_prior_seed3_eval" in f for f in files)
     # deterministic: regenerated from scratch, the same images
     for f in (tmp_path / "eval" / "samples").iterdir():
@@ -243,8 +259,9 @@ def test_feature_extractor_is_cached_and_separates_noise(reals, tmp_path, monkey
 def tiny_inception(path: Path) -> Path:
     """A stand-in for local Inception weights: (B, 3, 299, 299) -> (B, 4), saved as a torch.export program."""
     net = nn.Sequential(nn.Conv2d(3, 4, 3, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    program = torch.export.export(net, (torch.zeros(2, 3, 299, 299),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program = torch.export.export(
+        net, (torch.zeros(2, 3, 299, 299),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+    )
     torch.export.save(program, str(path))
     return path
 
@@ -253,7 +270,9 @@ def test_inception_features_from_a_local_file(tmp_path, reals):
     f = feat.InceptionFeatures(tiny_inception(tmp_path / "inception.pt2")).features(reals["test"][:5])
     assert f.shape == (5, 4) and np.isfinite(f).all()
     with pytest.warns(FutureWarning):  # TorchScript, the format of the published FID weights, is deprecated
-        scripted = torch.jit.script(nn.Sequential(nn.Conv2d(3, 2, 3, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten()))
+        scripted = torch.jit.script(
+            nn.Sequential(nn.Conv2d(3, 2, 3, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        )
     scripted.save(str(tmp_path / "inception.pt"))
     assert feat.InceptionFeatures(tmp_path / "inception.pt").features(reals["test"][:3]).shape == (3, 2)
     with pytest.raises(FileNotFoundError, match="never downloaded"):
@@ -268,7 +287,9 @@ def test_bits_per_dim_only_for_models_with_a_likelihood(reals):
         def bits_per_dim(self, x):
             return x.flatten(1).mean(1) * 0 + 3.0
 
-    out = likelihood.bits_per_dim(WithLikelihood(), reals["test"][:10], batch_size=4, n_boot=20, family="pixelcnn")
+    out = likelihood.bits_per_dim(
+        WithLikelihood(), reals["test"][:10], batch_size=4, n_boot=20, family="pixelcnn"
+    )
     assert out["value"] == pytest.approx(3.0) and out["n"] == 10 and out["kind"] == "exact"
     assert likelihood.bits_per_dim(StubModel(), reals["test"], batch_size=4, n_boot=20) is None
 
@@ -276,8 +297,9 @@ def test_bits_per_dim_only_for_models_with_a_likelihood(reals):
 def test_memorisation_finds_copies(reals, tmp_path):
     train = reals["train"][:50]
     fakes = torch.cat([train[[3, 7]], noise_like(train[:4], 2)])
-    rep = memorisation.memorisation_report(fakes, train, test_uint8=reals["test"][:20],
-                                           grid_path=tmp_path / "pairs.png")
+    rep = memorisation.memorisation_report(
+        fakes, train, test_uint8=reals["test"][:20], grid_path=tmp_path / "pairs.png"
+    )
     assert rep["pixel"]["min"] == pytest.approx(0.0, abs=1e-6)
     dist, idx = memorisation.pixel_nearest(fakes, train)
     assert list(idx[:2]) == [3, 7] and dist[2:].min() > 0.1
@@ -294,8 +316,12 @@ def tiny_runs(tmp_path_factory) -> dict[str, Path]:
     from xrutils.train import train
 
     root = tmp_path_factory.mktemp("runs")
-    specs = {"gan": ("gan", 0, {}), "gan_seed1": ("gan", 1, {}), "vae": ("vae", 0, {}),
-             "vae16": ("vae", 0, {"data.image_size": 16})}
+    specs = {
+        "gan": ("gan", 0, {}),
+        "gan_seed1": ("gan", 1, {}),
+        "vae": ("vae", 0, {}),
+        "vae16": ("vae", 0, {"data.image_size": 16}),
+    }
     out = {}
     for name, (family, seed, overrides) in specs.items():
         train(build_config(family, "tiny", "smoke", overrides, seed=seed), root / name, progress=False)
@@ -319,22 +345,57 @@ def test_evaluate_command_writes_complete_finite_json(tiny_runs, tmp_path):
     out = tmp_path / "eval.json"
     inception = tiny_inception(tmp_path / "inception.pt2")
     runs = [str(tiny_runs[k]) for k in ("gan", "gan_seed1", "vae")]
-    rc = main(["evaluate", "--runs", *runs, "--judge", str(tiny_runs["gan"]), "--out", str(out),
-               "--set", "eval.n_boot=30", "--set", f"eval.inception_weights={inception}", "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--runs",
+            *runs,
+            "--judge",
+            str(tiny_runs["gan"]),
+            "--out",
+            str(out),
+            "--set",
+            "eval.n_boot=30",
+            "--set",
+            f"eval.inception_weights={inception}",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-finite value {c} in JSON"))
     assert _all_finite(res) and res["protocol"] == "corrected"
     for name in ("gan", "gan_seed1", "vae"):
         r = res["runs"][name]
-        assert {"run_dir", "family", "preset", "image_size", "sampler", "judge", "classifier", "metrics"} <= set(r)
+        assert {
+            "run_dir",
+            "family",
+            "preset",
+            "image_size",
+            "sampler",
+            "judge",
+            "classifier",
+            "metrics",
+        } <= set(r)
         assert r["judge"]["epochs"] == [1, 2] and len(r["judge"]["score"]) == len(r["judge"]["lo"]) == 2
-        assert all(lo <= s <= hi for s, lo, hi in zip(r["judge"]["score"], r["judge"]["lo"], r["judge"]["hi"],
-                                                      strict=True))
+        assert all(
+            lo <= s <= hi
+            for s, lo, hi in zip(r["judge"]["score"], r["judge"]["lo"], r["judge"]["hi"], strict=True)
+        )
         assert r["judge"]["n_fake"] == 8 and r["judge"]["n_real"] > 0
         c = r["classifier"]
         assert {"epochs", "score", "lo", "hi", "n", "test_accuracy", "roc_auc"} <= set(c)
         m = r["metrics"]
-        assert {"fd", "kid", "kid_std", "precision", "recall", "n_fake", "n_real", "bpd", "memorisation"} <= set(m)
+        assert {
+            "fd",
+            "kid",
+            "kid_std",
+            "precision",
+            "recall",
+            "n_fake",
+            "n_real",
+            "bpd",
+            "memorisation",
+        } <= set(m)
         assert m["inception_fd"] >= 0 and Path(m["memorisation"]["grid"]).exists()
         stored = json.loads((tiny_runs[name] / "metrics.json").read_text())["evaluation"]["corrected"]
         assert stored["judge"]["score"] == r["judge"]["score"]
@@ -352,10 +413,20 @@ def test_evaluate_original_protocol_reuses_samples(tiny_runs, tmp_path):
 
     runs = [tiny_runs["gan"], tiny_runs["vae"]]
     ecfg = build_config("gan", "tiny", "smoke").eval
-    evaluate(runs, tiny_runs["gan"], eval_cfg=ecfg, metrics=False, classifier=False, progress=False, store=False)
+    evaluate(
+        runs, tiny_runs["gan"], eval_cfg=ecfg, metrics=False, classifier=False, progress=False, store=False
+    )
     before = {p: p.stat().st_mtime_ns for r in runs for p in (r / "eval" / "samples").glob("*.npy")}
-    res = evaluate(runs, tiny_runs["gan"], protocol="original", eval_cfg=ecfg, metrics=False, classifier=False,
-                   progress=False, out=tmp_path / "o.json")
+    res = evaluate(
+        runs,
+        tiny_runs["gan"],
+        protocol="original",
+        eval_cfg=ecfg,
+        metrics=False,
+        classifier=False,
+        progress=False,
+        out=tmp_path / "o.json",
+    )
     after = {p: p.stat().st_mtime_ns for r in runs for p in (r / "eval" / "samples").glob("*.npy")}
     assert before == after  # nothing regenerated
     assert res["protocol"] == "original" and res["runs"]["vae"]["judge"]["quirks"]["unmatched_range"]
@@ -365,13 +436,31 @@ def test_evaluate_original_protocol_reuses_samples(tiny_runs, tmp_path):
 def test_evaluate_command_single_quirk(tiny_runs, tmp_path):
     from xrutils.cli import main
 
-    rc = main(["evaluate", "--runs", str(tiny_runs["vae"]), "--judge", str(tiny_runs["gan"]), "--out",
-               str(tmp_path / "q.json"), "--quirk", "unmatched_range", "--no-classifier", "--no-metrics", "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--runs",
+            str(tiny_runs["vae"]),
+            "--judge",
+            str(tiny_runs["gan"]),
+            "--out",
+            str(tmp_path / "q.json"),
+            "--quirk",
+            "unmatched_range",
+            "--no-classifier",
+            "--no-metrics",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "q.json").read_text())
     assert res["protocol"] == "unmatched_range" and res["classifier"] is None and res["features"] is None
-    assert res["runs"]["vae"]["judge"]["quirks"] == {"train_mode_bn": False, "single_batch": False,
-                                                    "unmatched_range": True, "train_split_reals": False}
+    assert res["runs"]["vae"]["judge"]["quirks"] == {
+        "train_mode_bn": False,
+        "single_batch": False,
+        "unmatched_range": True,
+        "train_split_reals": False,
+    }
     assert "unmatched_range" in json.loads((tiny_runs["vae"] / "metrics.json").read_text())["evaluation"]
 
 
@@ -387,6 +476,16 @@ def test_evaluate_rejects_judge_of_another_size(tiny_runs):
 def test_evaluate_command_rejects_training_overrides(tiny_runs, tmp_path):
     from xrutils.cli import main
 
-    rc = main(["evaluate", "--runs", str(tiny_runs["vae"]), "--out", str(tmp_path / "x.json"),
-               "--set", "train.lr=1.0", "--quiet"])
+    rc = main(
+        [
+            "evaluate",
+            "--runs",
+            str(tiny_runs["vae"]),
+            "--out",
+            str(tmp_path / "x.json"),
+            "--set",
+            "train.lr=1.0",
+            "--quiet",
+        ]
+    )
     assert rc == 2

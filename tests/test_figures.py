@@ -65,8 +65,12 @@ def test_runs_of_the_table_exist_as_presets():
 def test_failure_and_comparison_runs_are_the_ones_the_brief_names():
     assert studies.FIGURES[8].runs == ("gan__lr1e-3-asrun",)
     assert studies.FIGURES[32].runs == ("ddpm__size32-deep",)
-    assert set(studies.STUDIES["compare"].runs) == {"gan__baseline", "vae__size32", "pixelcnn__baseline",
-                                                   "ddpm__size32"}
+    assert set(studies.STUDIES["compare"].runs) == {
+        "gan__baseline",
+        "vae__size32",
+        "pixelcnn__baseline",
+        "ddpm__size32",
+    }
     assert "gan__baseline" in studies.FIGURES[35].runs  # the GAN is added to Figure 35 (noted)
     assert "GAN" in studies.FIGURES[35].note
 
@@ -80,11 +84,15 @@ def _size(run: str, profile: str) -> int:
 def test_judges_are_the_gan_runs_of_the_same_image_size(profile):
     for study in studies.STUDIES.values():
         judges = studies.judge_runs_for(study, profile)
-        assert sorted(_size(j, profile) for j in judges) == sorted({_size(r, profile) for r in study.curve_runs})
+        assert sorted(_size(j, profile) for j in judges) == sorted(
+            {_size(r, profile) for r in study.curve_runs}
+        )
         assert all(j in ("gan__size16", "gan__baseline", "gan__size32", "gan__size128") for j in judges)
     assert "gan__size32" in studies.judge_runs_for(studies.STUDIES["compare"], profile)
     # the demo halves the VAE and PixelCNN sizes: its compare study's 32² VAE is 16² and needs the 16² judge
-    assert ("gan__size16" in studies.judge_runs_for(studies.STUDIES["compare"], profile)) == (profile == "demo")
+    assert ("gan__size16" in studies.judge_runs_for(studies.STUDIES["compare"], profile)) == (
+        profile == "demo"
+    )
 
 
 def test_bad_run_names_and_params_fail_clearly(tmp_path):
@@ -134,13 +142,19 @@ def test_write_params_keeps_edited_files(tmp_path):
 
 
 def _curve(scores, width=0.1):
-    return {"epochs": list(range(1, len(scores) + 1)), "score": scores, "lo": [s - width for s in scores],
-            "hi": [s + width for s in scores]}
+    return {
+        "epochs": list(range(1, len(scores) + 1)),
+        "score": scores,
+        "lo": [s - width for s in scores],
+        "hi": [s + width for s in scores],
+    }
 
 
 def test_summary_names_the_best_run_and_whether_the_gap_is_clear():
-    runs = {"gan__baseline": {"judge": _curve([1.0, 2.0]), "judge_size": 64},
-            "gan__lr1e-5": {"judge": _curve([1.0, 1.5]), "judge_size": 64}}
+    runs = {
+        "gan__baseline": {"judge": _curve([1.0, 2.0]), "judge_size": 64},
+        "gan__lr1e-5": {"judge": _curve([1.0, 1.5]), "judge_size": 64},
+    }
     text = "\n".join(studies.judge_summary(runs))
     assert "Best: **GAN baseline" in text and "clearly above" in text
     runs["gan__lr1e-5"]["judge"] = _curve([1.0, 1.95])
@@ -173,10 +187,17 @@ def study_ctx(tmp_path):
     runs = tmp_path / "runs"
     for run in ("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"):
         _fake_run(runs, run)
-    ctx = studies.open_study("gan_lr", profile="smoke", run_root=runs, fig_dir=tmp_path / "figs", protocol="corrected")
-    ctx.results = {"protocol": "corrected", "judges": {"64": {"run_dir": str(runs / "gan__baseline")}},
-                   "runs": {r: {"judge": _curve([1.0, 1.4, 1.2 + i]), "judge_size": 64, "image_size": 64}
-                            for i, r in enumerate(("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"))}}
+    ctx = studies.open_study(
+        "gan_lr", profile="smoke", run_root=runs, fig_dir=tmp_path / "figs", protocol="corrected"
+    )
+    ctx.results = {
+        "protocol": "corrected",
+        "judges": {"64": {"run_dir": str(runs / "gan__baseline")}},
+        "runs": {
+            r: {"judge": _curve([1.0, 1.4, 1.2 + i]), "judge_size": 64, "image_size": 64}
+            for i, r in enumerate(("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"))
+        },
+    }
     return ctx
 
 
@@ -233,7 +254,10 @@ def test_index_lists_all_37_and_marks_missing(study_ctx):
     assert "fig_09_gan_lr_curves.png" in text
     with pytest.raises(FileNotFoundError, match="missing"):
         figures.build_index(study_ctx.fig_dir, "smoke", require_all=True)
-    assert figures.main(["index", "--fig-dir", str(study_ctx.fig_dir), "--profile", "smoke", "--require-all"]) == 2
+    assert (
+        figures.main(["index", "--fig-dir", str(study_ctx.fig_dir), "--profile", "smoke", "--require-all"])
+        == 2
+    )
 
 
 def test_summary_is_written_next_to_the_claim(study_ctx):
@@ -335,7 +359,9 @@ def _copy_sources(root: Path) -> Path:
     import shutil
 
     for sub in ("xrutils", "notebooks"):
-        shutil.copytree(REPO / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints"))
+        shutil.copytree(
+            REPO / sub, root / sub, ignore=shutil.ignore_patterns("__pycache__", ".ipynb_checkpoints")
+        )
     return root
 
 
@@ -359,8 +385,11 @@ def test_docstrings_comments_and_notebook_metadata_retrain_nothing_but_code_does
     phantom.write_text(text + "\nEDITED = 1\n")  # a change of meaning: every family's training code
     nb.cells[-1].source += "\nx = 1"
     nbformat.write(nb, nb_path)
-    assert set(studies.write_code_stamps(stamps, root)) == {*(f"train_{f}" for f in studies.MODEL_NOTEBOOKS),
-                                                              "data", "nb_vae"}
+    assert set(studies.write_code_stamps(stamps, root)) == {
+        *(f"train_{f}" for f in studies.MODEL_NOTEBOOKS),
+        "data",
+        "nb_vae",
+    }
 
 
 def test_the_fingerprint_names_the_training_file_that_changed(tmp_path):
@@ -385,8 +414,10 @@ def test_generated_rules_wire_runs_judges_and_studies():
     text = studies.makefile_text("demo", stamp_dir=".make/demo")
     for run in studies.all_runs("demo"):
         family, _ = studies.split_run_name(run)
-        assert f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml .make/demo/code/nb_{family} " \
+        assert (
+            f"$(RUNDIR)/{run}/.complete: params/demo/{run}.yaml .make/demo/code/nb_{family} "
             f"$(TRAIN_SRC_{family})" in text
+        )
     compare = next(line for line in text.splitlines() if line.startswith("$(FIGDIR)/.stamps/compare.done:"))
     assert "$(RUNDIR)/gan__size32/.complete" in compare and "params/demo/compare.yaml" in compare
     assert "$(RUNDIR)/vae__baseline/.complete" not in compare
@@ -394,7 +425,9 @@ def test_generated_rules_wire_runs_judges_and_studies():
     assert index.count(".stamps/") == len(studies.STUDIES)
     # code counts by its fingerprint stamps, never by the sources' modification times
     assert "TRAIN_SRC_gan := .make/demo/code/train_gan" in text
-    assert "notebooks/" not in " ".join(line.split(":")[1] for line in text.splitlines() if ".complete:" in line)
+    assert "notebooks/" not in " ".join(
+        line.split(":")[1] for line in text.splitlines() if ".complete:" in line
+    )
     # the VAE's training code is not in the GAN's fingerprint
     assert "xrutils/models/dcgan.py" in studies.training_sources("gan")
     assert "xrutils/models/vae.py" not in studies.training_sources("gan")
@@ -406,8 +439,9 @@ def test_python_fingerprints_ignore_docstrings_comments_and_layout_and_name_bad_
     a = fingerprint.python_fingerprint('"""Module."""\ndef f(x):\n    """Doc."""\n    return x + 1\n')
     b = fingerprint.python_fingerprint("def f(x):  # a comment\n\n    return (x +\n            1)\n")
     assert a == b != fingerprint.python_fingerprint("def f(x):\n    return x + 2\n")
-    assert fingerprint.python_fingerprint('def g():\n    """Only a docstring."""\n') == \
-        fingerprint.python_fingerprint("def g():\n    pass\n")
+    assert fingerprint.python_fingerprint(
+        'def g():\n    """Only a docstring."""\n'
+    ) == fingerprint.python_fingerprint("def g():\n    pass\n")
     with pytest.raises(ValueError, match=r"broken\.py: not valid Python \(line 1"):
         fingerprint.python_fingerprint("def (:\n", "broken.py")
     bad = tmp_path / "bad.ipynb"

@@ -20,8 +20,8 @@ def _chests(n: int, size: int, seed: int) -> torch.Tensor:
     x = torch.zeros(n, 1, size, size)
     q = size // 8
     x[:, :, q:-q, q:-q] = 0.8
-    x[:, :, 2 * q:6 * q, q + 1:3 * q] = 0.3
-    x[:, :, 2 * q:6 * q, 5 * q:7 * q - 1] = 0.3
+    x[:, :, 2 * q : 6 * q, q + 1 : 3 * q] = 0.3
+    x[:, :, 2 * q : 6 * q, 5 * q : 7 * q - 1] = 0.3
     x = x * (0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=g)) + 0.05 * torch.rand(x.shape, generator=g)
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
@@ -64,9 +64,13 @@ def test_read_grid_names_a_wrong_tile_size(tmp_path):
 
 
 def _record(preset="baseline", first=4.0, last=0.8, fd=(40.0, 5.0), failure=None, data="phantom"):
-    return {"preset": preset, "data": data, "expected_failure": failure,
-            "fd8": {"first": first, "last": last},
-            "fd": {"first": fd[0], "last": fd[1], "fall": fd[0] / fd[1]} if fd else None}
+    return {
+        "preset": preset,
+        "data": data,
+        "expected_failure": failure,
+        "fd8": {"first": first, "last": last},
+        "fd": {"first": fd[0], "last": fd[1], "fall": fd[0] / fd[1]} if fd else None,
+    }
 
 
 def test_verdicts_follow_the_targets():
@@ -96,7 +100,9 @@ def test_summary_of_a_trained_run_folder(tmp_path):
     assert len(curve["fd8"]) == 3 and all(v >= 0 for v in curve["fd8"])
     assert curve["train_seconds"] == sorted(curve["train_seconds"]) and curve["train_seconds"][0] > 0
     assert (r["fd8"]["first"], r["fd8"]["last"]) == (curve["fd8"][0], curve["fd8"][-1])
-    assert r["steps"] > 0 and r["learned"] is False  # no evaluation yet: the baseline's feature-FD fall is unknown
+    assert (
+        r["steps"] > 0 and r["learned"] is False
+    )  # no evaluation yet: the baseline's feature-FD fall is unknown
     on_disk = json.loads((tmp_path / "figs" / "learning.json").read_text())
     assert on_disk["runs"]["vae__baseline"]["fd8_curve"] == curve
     assert (tmp_path / "figs" / "overview.png").stat().st_size > 0

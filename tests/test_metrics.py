@@ -58,8 +58,11 @@ def test_kid_equals_unbiased_mmd_when_the_subset_is_the_whole_set():
     m, n = 50, 50  # subset size = min(60, 50): real subsets are random, so compare with n = m = 50 exactly
     a = a[:50]
     kxx, kyy, kxy = k(a, a), k(b, b), k(a, b)
-    mmd = ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-           - 2 * kxy.mean())
+    mmd = (
+        (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+        - 2 * kxy.mean()
+    )
     kid, kid_std = met.kernel_distance(a, b, subsets=5)
     assert kid == pytest.approx(mmd, rel=1e-6)
     assert kid_std == pytest.approx(0.0, abs=1e-9)
@@ -70,8 +73,14 @@ def test_kid_subsets_match_torchmetrics_mmd_per_subset():
 
     a, b = torch.as_tensor(gaussian(70, 3, 0)), torch.as_tensor(gaussian(60, 3, 1, shift=0.4))
     i, j = met.kid_subsets(70, 60, 25, 7, seed=5)
-    expected = torch.stack([maximum_mean_discrepancy(poly_kernel(a[r], a[r]), poly_kernel(a[r], b[c]),
-                                                     poly_kernel(b[c], b[c])) for r, c in zip(i, j, strict=True)])
+    expected = torch.stack(
+        [
+            maximum_mean_discrepancy(
+                poly_kernel(a[r], a[r]), poly_kernel(a[r], b[c]), poly_kernel(b[c], b[c])
+            )
+            for r, c in zip(i, j, strict=True)
+        ]
+    )
     kid, kid_std = met.kernel_distance(a, b, subsets=7, subset_size=25, seed=5)
     assert kid == pytest.approx(float(expected.mean()), rel=1e-9)
     assert kid_std == pytest.approx(float(expected.std(unbiased=False)), rel=1e-9)
@@ -107,11 +116,14 @@ def test_feature_metrics_reports_sample_counts_and_interval():
     assert all(math.isfinite(v) for v in m.values())
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((1, 4)), "at least 2"),
-    (np.full((5, 4), np.nan), "NaN"),
-    (np.zeros(5), r"\(N, D\)"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((1, 4)), "at least 2"),
+        (np.full((5, 4), np.nan), "NaN"),
+        (np.zeros(5), r"\(N, D\)"),
+    ],
+)
 def test_metrics_reject_bad_features(bad, match):
     with pytest.raises(ValueError, match=match):
         met.frechet_distance(gaussian(10, 4, 0), bad)
@@ -163,8 +175,12 @@ def test_paired_bootstrap_cancels_shared_noise():
     assert test["gap"] == pytest.approx(0.3, abs=0.05)
     assert test["lo"] > 0 and test["p_value"] < 0.01
     # the same data treated as unpaired (independent index sets) cannot see the gap through the shared noise
-    unpaired = stats.paired_bootstrap(lambda i: float(a_items[i["a"]].mean()), lambda i: float(b_items[i["b"]].mean()),
-                                      {"a": 300, "b": 300}, n_boot=500)
+    unpaired = stats.paired_bootstrap(
+        lambda i: float(a_items[i["a"]].mean()),
+        lambda i: float(b_items[i["b"]].mean()),
+        {"a": 300, "b": 300},
+        n_boot=500,
+    )
     assert unpaired["p_value"] > 0.05
     assert (unpaired["hi"] - unpaired["lo"]) > 10 * (test["hi"] - test["lo"])
 
@@ -172,8 +188,9 @@ def test_paired_bootstrap_cancels_shared_noise():
 def test_paired_bootstrap_no_gap_is_not_significant():
     x = np.random.default_rng(0).normal(size=200)
     y = np.random.default_rng(1).normal(size=200)
-    test = stats.paired_bootstrap(lambda i: float(x[i["x"]].mean()), lambda i: float(y[i["y"]].mean()),
-                                  {"x": 200, "y": 200}, n_boot=400)
+    test = stats.paired_bootstrap(
+        lambda i: float(x[i["x"]].mean()), lambda i: float(y[i["y"]].mean()), {"x": 200, "y": 200}, n_boot=400
+    )
     assert test["p_value"] > 0.05 and test["lo"] < 0 < test["hi"]
 
 

@@ -17,8 +17,9 @@ from xrutils.models.base import GenerativeModel, StepContext
 FAMILIES = ["gan", "vae", "pixelcnn", "ddpm"]
 
 
-def _build(family: str, preset: str = "tiny", profile: str = "thesis", **overrides) -> tuple[RunConfig,
-                                                                                           GenerativeModel]:
+def _build(
+    family: str, preset: str = "tiny", profile: str = "thesis", **overrides
+) -> tuple[RunConfig, GenerativeModel]:
     cfg = build_config(family, preset, profile, overrides)
     return cfg, registry.get(family).build(cfg)
 
@@ -32,8 +33,9 @@ def _batch(model: GenerativeModel, b: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def _ctx(seed: int = 0, grad_clip: float = 0.0) -> StepContext:
-    return StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed),
-                       grad_clip=grad_clip)
+    return StepContext(
+        device=torch.device("cpu"), generator=torch.Generator().manual_seed(seed), grad_clip=grad_clip
+    )
 
 
 def _step(cfg: RunConfig, model: GenerativeModel, b: int = 4) -> dict[str, float]:
@@ -64,8 +66,13 @@ def test_training_step_under_autocast_and_grad_scaler(family: str) -> None:
     # CPU stand-in for the CUDA fp16 path: autocast + GradScaler through the StepContext
     cfg, model = _build(family)
     scaler = torch.amp.GradScaler("cpu")
-    ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
-                      autocast_dtype=torch.bfloat16, scaler=scaler, grad_clip=1.0)
+    ctx = StepContext(
+        device=torch.device("cpu"),
+        generator=torch.Generator().manual_seed(0),
+        autocast_dtype=torch.bfloat16,
+        scaler=scaler,
+        grad_clip=1.0,
+    )
     logs = model.training_step(_batch(model), model.configure_optimizers(cfg.train), ctx)
     scaler.update()
     assert all(math.isfinite(v) for v in logs.values()), logs
@@ -88,7 +95,10 @@ def test_state_dict_round_trip_samples_identically(family: str) -> None:
     cfg, model = _build(family)
     _step(cfg, model)  # move weights and BN statistics away from their initial values
     _, other = _build(family, seed=123)
-    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True)
+    )
     other.load_state_dict(model.state_dict())
     a = model.sample(2, torch.Generator().manual_seed(7))
     b = other.sample(2, torch.Generator().manual_seed(7))
@@ -150,11 +160,27 @@ def test_every_preset_trains_at_smoke_and_demo(family: str, preset: str) -> None
 def test_common_override_keys_work_in_every_family() -> None:
     for family in FAMILIES:
         hidden = 16 if family == "ddpm" else 24  # DDPM widths must stay divisible by its 32 GroupNorm groups
-        cfg = build_config(family, "baseline", "thesis", {"data.image_size": 32, "model.hidden": hidden,
-                                                          "train.lr": 3e-4, "train.epochs": 3,
-                                                          "train.batch_size": 16, "seed": 9})
-        assert (cfg.data.image_size, cfg.model.hidden, cfg.train.lr, cfg.train.epochs, cfg.train.batch_size,
-                cfg.seed) == (32, hidden, 3e-4, 3, 16, 9)
+        cfg = build_config(
+            family,
+            "baseline",
+            "thesis",
+            {
+                "data.image_size": 32,
+                "model.hidden": hidden,
+                "train.lr": 3e-4,
+                "train.epochs": 3,
+                "train.batch_size": 16,
+                "seed": 9,
+            },
+        )
+        assert (
+            cfg.data.image_size,
+            cfg.model.hidden,
+            cfg.train.lr,
+            cfg.train.epochs,
+            cfg.train.batch_size,
+            cfg.seed,
+        ) == (32, hidden, 3e-4, 3, 16, 9)
 
 
 def test_thesis_baselines_and_asrun_differences() -> None:
@@ -168,38 +194,62 @@ def test_thesis_baselines_and_asrun_differences() -> None:
     assert build_config("vae", "asrun").data.image_size == 64
     assert build_config("vae", "size64").train.lr == 1e-6
     p = build_config("pixelcnn", "baseline")
-    assert (p.model.arch, p.model.layers, p.model.hidden, p.train.epochs, p.data.hflip) == \
-        ("residual", 10, 400, 25, True)
+    assert (p.model.arch, p.model.layers, p.model.hidden, p.train.epochs, p.data.hflip) == (
+        "residual",
+        10,
+        400,
+        25,
+        True,
+    )
     pa = build_config("pixelcnn", "asrun")
     assert (pa.model.arch, pa.model.layers, pa.model.hidden, pa.train.epochs) == ("plain", 8, 64, 50)
     d = build_config("ddpm", "baseline")
-    assert (d.train.warmup_steps, d.train.lr_schedule, d.train.grad_clip, d.train.precision, d.data.hflip) == \
-        (500, "cosine", 1.0, "fp16", True)
+    assert (
+        d.train.warmup_steps,
+        d.train.lr_schedule,
+        d.train.grad_clip,
+        d.train.precision,
+        d.data.hflip,
+    ) == (500, "cosine", 1.0, "fp16", True)
     assert d.model.block_out_channels == (128, 128, 256, 256, 512, 512)
     assert build_config("ddpm", "size32").model.block_out_channels == (64, 128, 256)
 
 
 def test_demo_profile_keeps_each_study_contrast() -> None:
     """The demo scales (docs/DISCREPANCIES.md, Profiles) but keeps each study's order and ratios."""
+
     def demo(family: str, preset: str) -> RunConfig:
         return build_config(family, preset, "demo")
 
     h = [demo("gan", p).model.hidden for p in ("hidden32", "baseline", "hidden128")]
     assert h == [12, 16, 32]  # widths / 4, at least 12 (h 8 does not learn)
-    assert demo("gan", "baseline").model.diversity_weight == 0.0 and demo("gan", "faithful").model.diversity_weight == 0.5
-    assert build_config("gan", "faithful") == dataclasses.replace(build_config("gan", "baseline"), preset="faithful")
+    assert (
+        demo("gan", "baseline").model.diversity_weight == 0.0
+        and demo("gan", "faithful").model.diversity_weight == 0.5
+    )
+    assert build_config("gan", "faithful") == dataclasses.replace(
+        build_config("gan", "baseline"), preset="faithful"
+    )
     assert [demo("vae", p).model.hidden for p in ("hidden300", "baseline", "hidden500")] == [300, 400, 500]
-    for family, presets, halved in [("gan", ("size32", "baseline", "size128"), False),
-                                    ("vae", ("size32", "size64", "baseline"), True),
-                                    ("pixelcnn", ("size32", "baseline", "size128"), True),
-                                    ("ddpm", ("size32", "baseline"), False)]:
+    for family, presets, halved in [
+        ("gan", ("size32", "baseline", "size128"), False),
+        ("vae", ("size32", "size64", "baseline"), True),
+        ("pixelcnn", ("size32", "baseline", "size128"), True),
+        ("ddpm", ("size32", "baseline"), False),
+    ]:
         sizes = [demo(family, p).data.image_size for p in presets]
         thesis = [build_config(family, p).data.image_size for p in presets]
         assert sizes == ([s // 2 for s in thesis] if halved else thesis), family
-    for family, presets in {"gan": ("baseline", "lr1e-5"), "vae": ("baseline", "lr1e-5", "lr1e-6"),
-                            "pixelcnn": ("baseline", "lr5e-4", "lr1e-5"), "ddpm": ("baseline", "lr5e-4", "lr1e-5")}.items():
+    for family, presets in {
+        "gan": ("baseline", "lr1e-5"),
+        "vae": ("baseline", "lr1e-5", "lr1e-6"),
+        "pixelcnn": ("baseline", "lr5e-4", "lr1e-5"),
+        "ddpm": ("baseline", "lr5e-4", "lr1e-5"),
+    }.items():
         ratios = [demo(family, p).train.lr / demo(family, presets[0]).train.lr for p in presets]
-        thesis = [build_config(family, p).train.lr / build_config(family, presets[0]).train.lr for p in presets]
+        thesis = [
+            build_config(family, p).train.lr / build_config(family, presets[0]).train.lr for p in presets
+        ]
         assert ratios == pytest.approx(thesis), family
     # every family's demo lr is its thesis lr x 10, printed without float noise (1e-4 * 10 -> 0.001)
     for family in FAMILIES:
@@ -207,7 +257,10 @@ def test_demo_profile_keeps_each_study_contrast() -> None:
             assert demo(family, preset).train.lr == layers.scaled_lr(build_config(family, preset).train.lr)
     assert [demo("gan", p).train.lr for p in ("lr1e-5", "baseline", "lr1e-3")] == [1e-4, 1e-3, 1e-2]
     assert layers.scaled_lr(3e-5) == 3e-4 and layers.scaled_lr(1e-6, 2) == 2e-6
-    assert demo("pixelcnn", "asrun").model.arch == "plain" and demo("pixelcnn", "baseline").model.arch == "residual"
+    assert (
+        demo("pixelcnn", "asrun").model.arch == "plain"
+        and demo("pixelcnn", "baseline").model.arch == "residual"
+    )
     assert demo("ddpm", "baseline").model.block_out_channels == (16, 16, 32, 32, 64, 64)
     assert demo("ddpm", "size32").model.block_out_channels == (16, 32, 64)
     assert demo("ddpm", "baseline").model.sampler == "ddim"
@@ -229,17 +282,26 @@ def test_bad_model_config_values_raise_naming_the_field() -> None:
     with pytest.raises(ConfigError, match="data.image_size=28"):
         registry.get("gan").build(build_config("gan", "tiny", overrides={"data.image_size": 28}))
     with pytest.raises(ConfigError, match="data.image_size=16"):
-        registry.get("ddpm").build(build_config("ddpm", "baseline", "smoke", {"data.image_size": 16,
-                                                                               "model.levels": 6}))
+        registry.get("ddpm").build(
+            build_config("ddpm", "baseline", "smoke", {"data.image_size": 16, "model.levels": 6})
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # parameter counts from the spec (original-code.md §2.1-2.3)
 
 
-@pytest.mark.parametrize(("size", "hidden", "n_g", "n_d"), [
-    (64, 64, 3_574_656, 2_763_520), (64, 32, 1_099_200, 693_632), (64, 128, 12_654_336, 11_032_064),
-    (32, 64, 1_066_880, 661_248), (32, 128, 3_444_480, 2_633_216), (128, 64, 12_784_512, 11_162_368)])
+@pytest.mark.parametrize(
+    ("size", "hidden", "n_g", "n_d"),
+    [
+        (64, 64, 3_574_656, 2_763_520),
+        (64, 32, 1_099_200, 693_632),
+        (64, 128, 12_654_336, 11_032_064),
+        (32, 64, 1_066_880, 661_248),
+        (32, 128, 3_444_480, 2_633_216),
+        (128, 64, 12_784_512, 11_162_368),
+    ],
+)
 def test_gan_param_counts_match_the_spec(size: int, hidden: int, n_g: int, n_d: int) -> None:
     model = dcgan.GAN(dcgan.GANConfig(hidden=hidden), size)
     assert model.param_counts() == {"generator": n_g, "discriminator": n_d}
@@ -250,9 +312,17 @@ def test_gan_baseline_thesis_param_counts_through_the_registry() -> None:
     assert model.param_counts() == {"generator": 3_574_656, "discriminator": 2_763_520}
 
 
-@pytest.mark.parametrize(("size", "hidden", "total"), [
-    (128, 400, 14_327_184), (64, 400, 4_484_496), (32, 400, 1_703_024), (32, 200, 692_224),
-    (128, 300, 10_569_584), (128, 500, 18_204_784)])
+@pytest.mark.parametrize(
+    ("size", "hidden", "total"),
+    [
+        (128, 400, 14_327_184),
+        (64, 400, 4_484_496),
+        (32, 400, 1_703_024),
+        (32, 200, 692_224),
+        (128, 300, 10_569_584),
+        (128, 500, 18_204_784),
+    ],
+)
 def test_vae_param_counts_match_the_spec(size: int, hidden: int, total: int) -> None:
     assert vae.VAE(vae.VAEConfig(hidden=hidden), size).param_counts()["total"] == total
 
@@ -279,21 +349,36 @@ def test_pixelcnn_residual_thesis_network_shape() -> None:
 def test_ddpm_block_layout_of_the_baseline_and_the_32_network() -> None:
     _, base = _build("ddpm", "baseline")
     unet = base.unet
-    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D"] * 4 + ["AttnDownBlock2D", "DownBlock2D"]
+    assert [type(b).__name__ for b in unet.down_blocks] == ["DownBlock2D"] * 4 + [
+        "AttnDownBlock2D",
+        "DownBlock2D",
+    ]
     assert [type(b).__name__ for b in unet.up_blocks] == ["UpBlock2D", "AttnUpBlock2D"] + ["UpBlock2D"] * 4
     assert tuple(unet.config.block_out_channels) == (128, 128, 256, 256, 512, 512)
     assert [b.resnets[-1].out_channels for b in unet.down_blocks] == [128, 128, 256, 256, 512, 512]
     assert unet.config.sample_size == 64 and unet.config.in_channels == unet.config.out_channels == 1
     assert unet.config.layers_per_block == 2 and unet.config.norm_num_groups == 32
-    assert base.param_counts()["unet"] > 50_000_000  # the six-level 64x64 UNet is large (computed, no spec value)
+    assert (
+        base.param_counts()["unet"] > 50_000_000
+    )  # the six-level 64x64 UNet is large (computed, no spec value)
     sched = base.scheduler.config
-    assert (sched.num_train_timesteps, sched.beta_schedule, sched.beta_start, sched.beta_end) == \
-        (1000, "linear", 1e-4, 0.02)
+    assert (sched.num_train_timesteps, sched.beta_schedule, sched.beta_start, sched.beta_end) == (
+        1000,
+        "linear",
+        1e-4,
+        0.02,
+    )
     assert (sched.variance_type, sched.clip_sample, sched.prediction_type) == ("fixed_small", True, "epsilon")
     _, small = _build("ddpm", "size32")
-    assert [type(b).__name__ for b in small.unet.down_blocks] == ["DownBlock2D", "AttnDownBlock2D", "DownBlock2D"]
+    assert [type(b).__name__ for b in small.unet.down_blocks] == [
+        "DownBlock2D",
+        "AttnDownBlock2D",
+        "DownBlock2D",
+    ]
     assert [type(b).__name__ for b in small.unet.up_blocks] == ["UpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
-    assert tuple(small.unet.config.block_out_channels) == (64, 128, 256) and small.unet.config.sample_size == 32
+    assert (
+        tuple(small.unet.config.block_out_channels) == (64, 128, 256) and small.unet.config.sample_size == 32
+    )
 
 
 def test_ddpm_and_ddim_samplers() -> None:
@@ -422,8 +507,9 @@ def test_pixelcnn_bits_per_dim_is_the_exact_cross_entropy() -> None:
     model.eval()
     logits = model(x)
     target = (x[:, 0] * 255).round().long()
-    expected = torch.stack([torch.nn.functional.cross_entropy(logits[i:i + 1], target[i:i + 1])
-                            for i in range(2)]) / math.log(2)
+    expected = torch.stack(
+        [torch.nn.functional.cross_entropy(logits[i : i + 1], target[i : i + 1]) for i in range(2)]
+    ) / math.log(2)
     torch.testing.assert_close(model.bits_per_dim(x), expected)
 
 
@@ -439,8 +525,12 @@ def test_receptive_field_logits_and_sampling_orders_equal_the_full_canvas(arch: 
     with torch.no_grad():
         full = model(canvas)
         for r, c in [(0, 0), (0, 15), (3, 7), (9, 0), (15, 15), (15, 4), (7, 14)]:
-            torch.testing.assert_close(model.net.logits_at(canvas, r, c), full[:, :, r, c], rtol=1e-5, atol=1e-5)
-    a, b, c = (model.sample(2, torch.Generator().manual_seed(3), order=o) for o in ("wavefront", "raster", "full"))
+            torch.testing.assert_close(
+                model.net.logits_at(canvas, r, c), full[:, :, r, c], rtol=1e-5, atol=1e-5
+            )
+    a, b, c = (
+        model.sample(2, torch.Generator().manual_seed(3), order=o) for o in ("wavefront", "raster", "full")
+    )
     assert torch.equal(a, c) and torch.equal(b, c)
     assert ((a * 255).round() == a * 255).all()  # intensities are k / 255
     assert a.std() > 0
@@ -456,8 +546,11 @@ def test_wavefronts_cover_every_pixel_once_after_its_dependencies() -> None:
     assert len(when) == s * s and len(groups) == (s - 1) * (reach + 1) + s
     for (r, c), t in when.items():  # everything in the receptive field comes strictly earlier
         deps = [(r, cc) for cc in range(max(0, c - reach), c)]
-        deps += [(rr, cc) for rr in range(max(0, r - reach), r) for cc in range(max(0, c - reach),
-                                                                                  min(s, c + reach + 1))]
+        deps += [
+            (rr, cc)
+            for rr in range(max(0, r - reach), r)
+            for cc in range(max(0, c - reach), min(s, c + reach + 1))
+        ]
         assert all(when[d] < t for d in deps)
 
 
@@ -465,3 +558,25 @@ def test_draw_levels_is_the_inverse_cdf() -> None:
     logits = torch.log(torch.tensor([[0.25, 0.0, 0.5, 0.25] + [0.0] * 252] * 4) + 1e-30)
     u = torch.tensor([0.0, 0.2499, 0.26, 0.9999])
     assert pixelcnn.draw_levels(logits, u).tolist() == [0, 0, 2, 3]
+
+
+def test_every_scheduler_argument_is_set_explicitly_with_the_values_the_original_ran() -> None:
+    import inspect
+
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from xrutils.models import ddpm
+
+    cfg = build_config("ddpm", "baseline", "thesis").model
+    for cls, args in (
+        (DDPMScheduler, ddpm.ddpm_scheduler_args(cfg)),
+        (DDIMScheduler, ddpm.ddim_scheduler_args(cfg)),
+    ):
+        params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        assert set(args) == set(params), f"{cls.__name__}: unset {set(params) - set(args)}"
+        # pinned: the thesis's 1000 linear betas 1e-4 .. 0.02 with epsilon prediction and fixed_small variance
+        assert args["num_train_timesteps"] == 1000 and args["beta_schedule"] == "linear"
+        assert (args["beta_start"], args["beta_end"]) == (1e-4, 0.02) and args["prediction_type"] == "epsilon"
+        scheduler = cls(**args)
+        assert scheduler.config.get("_use_default_values", []) == []
+    assert ddpm.ddpm_scheduler_args(cfg)["variance_type"] == "fixed_small"

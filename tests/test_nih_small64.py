@@ -26,7 +26,9 @@ def test_splits_load_and_missing_images_are_counted(nih_small64_root):
     assert len(train) == 512  # demo keeps the first 512 of the 690 train_val images
     assert len(test) == 310 and test.missing == 25_596 - 310
     assert train.images.shape[-1] == 32 and not train.images.dtype.is_floating_point
-    assert set(train.patient_ids.tolist()).isdisjoint(test.patient_ids.tolist())  # the NIH lists split by patient
+    assert set(train.patient_ids.tolist()).isdisjoint(
+        test.patient_ids.tolist()
+    )  # the NIH lists split by patient
 
 
 def test_the_source_is_64_px_and_128_px_runs_say_they_are_upsampled(nih_small64_root):

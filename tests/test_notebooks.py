@@ -28,6 +28,8 @@ import pytest
 from xrutils import figures, studies
 from xrutils.runs import RunDir
 
+pytestmark = pytest.mark.slow  # every notebook end to end, and the smoke build: `make test-slow`
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
 EXPECTED = sorted([*studies.MODEL_NOTEBOOKS, *studies.STUDIES, *studies.TOOL_NOTEBOOKS])
@@ -41,11 +43,17 @@ def parameter_names(path: Path) -> list[str]:
         raise ValueError(f"{path}: {len(cells)} cells tagged 'parameters'; expected exactly one")
     names = []
     for node in ast.parse(cells[0].source).body:
-        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(
-            node, ast.Assign) else None
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else node.targets[0]
+            if isinstance(node, ast.Assign)
+            else None
+        )
         if not isinstance(target, ast.Name):
-            raise ValueError(f"{path}: the parameters cell may hold only `name = value` lines, found "
-                             f"{ast.dump(node)[:60]}")
+            raise ValueError(
+                f"{path}: the parameters cell may hold only `name = value` lines, found {ast.dump(node)[:60]}"
+            )
         names.append(target.id)
     return names
 
@@ -81,17 +89,27 @@ def test_notebook_is_thin_parameterised_and_committed_without_outputs(name):
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, f"{name}: outputs committed"
+        assert cell.get("outputs", []) == [] and cell.get("execution_count") is None, (
+            f"{name}: outputs committed"
+        )
         for node in ast.walk(ast.parse(cell.source)):
-            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), \
+            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), (
                 f"{name}: define functions and classes in xrutils, not in notebooks"
+            )
     assert nb.metadata.kernelspec.name == "python3"
 
 
 def test_model_and_study_notebooks_take_the_agreed_parameters():
     for family in studies.MODEL_NOTEBOOKS:
         assert parameter_names(NOTEBOOKS / f"{family}.ipynb") == [
-            "family", "preset", "overrides", "profile", "run_dir", "seed", "nih_root"]
+            "family",
+            "preset",
+            "overrides",
+            "profile",
+            "run_dir",
+            "seed",
+            "nih_root",
+        ]
     for name in studies.STUDY_NOTEBOOKS:
         names = parameter_names(NOTEBOOKS / f"{name}.ipynb")
         assert names[:4] == ["study", "profile", "run_root", "fig_dir"], name
@@ -112,7 +130,9 @@ def test_params_files_name_only_parameters_their_notebook_has(profile):
 
 def test_parameter_checks_catch_missing_cells_and_unknown_names(tmp_path):
     nb = nbformat.read(NOTEBOOKS / "gan.ipynb", as_version=4)
-    assert unknown_parameters({"family": "gan", "learning_rate": 1e-3}, NOTEBOOKS / "gan.ipynb") == ["learning_rate"]
+    assert unknown_parameters({"family": "gan", "learning_rate": 1e-3}, NOTEBOOKS / "gan.ipynb") == [
+        "learning_rate"
+    ]
     for cell in nb.cells:
         cell.metadata.pop("tags", None)
     bare = tmp_path / "bare.ipynb"
@@ -134,9 +154,19 @@ def _env() -> dict[str, str]:
 
 
 def _make(build: dict, *args: str, target: str = "figures-all") -> subprocess.CompletedProcess:
-    cmd = ["make", "--no-print-directory", "-f", "make/figures.mk", target, "PROFILE=smoke",
-           f"PY={sys.executable}", f"RUNDIR={build['runs']}", f"FIGDIR={build['figs']}",
-           f"FIGURES_STAMPDIR={build['stamps']}", *args]
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-f",
+        "make/figures.mk",
+        target,
+        "PROFILE=smoke",
+        f"PY={sys.executable}",
+        f"RUNDIR={build['runs']}",
+        f"FIGDIR={build['figs']}",
+        f"FIGURES_STAMPDIR={build['stamps']}",
+        *args,
+    ]
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
 
 
@@ -155,7 +185,9 @@ def _pretrain(runs: Path) -> None:
         params_path = REPO / "params" / "smoke" / f"{run}.yaml"
         p = studies.read_params(params_path)
         studies.prepare_run(params_path, runs / run)
-        cfg = studies.run_config(p["family"], p["preset"], p["profile"], p.get("overrides") or {}, p.get("seed", 0))
+        cfg = studies.run_config(
+            p["family"], p["preset"], p["profile"], p.get("overrides") or {}, p.get("seed", 0)
+        )
         train(cfg, runs / run, resume=True, progress=False)
         (runs / run / ".complete").touch()
 
@@ -234,8 +266,11 @@ def test_study_notebook_wrote_its_figures_results_and_index(smoke_build, study):
         assert set(res["runs"]) == set(s.curve_runs)
         for name, r in res["runs"].items():
             epochs = r["judge"]["epochs"]
-            assert len(epochs) == len(r["judge"]["score"]) == RunDir(smoke_build["runs"] / name).read_config() \
-                .train.epochs
+            assert (
+                len(epochs)
+                == len(r["judge"]["score"])
+                == RunDir(smoke_build["runs"] / name).read_config().train.epochs
+            )
             assert all(math.isfinite(v) for v in r["judge"]["score"] + r["judge"]["lo"] + r["judge"]["hi"])
             assert r["judge_size"] == r["image_size"]
     summary = (figs / "summaries" / f"{study}.md").read_text() if s.runs else None
@@ -289,17 +324,28 @@ def test_compare_study_judges_each_model_at_its_own_size_and_runs_the_classifier
 
 def test_explorer_notebook_runs_on_the_smoke_runs(smoke_build, tmp_path):
     out = tmp_path / "explorer.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS / "explorer.ipynb"), str(out), kernel_name="python3",
-                               parameters={"profile": "smoke", "run_root": str(smoke_build["runs"])},
-                               progress_bar=False, cwd=str(REPO))
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "explorer.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={"profile": "smoke", "run_root": str(smoke_build["runs"])},
+        progress_bar=False,
+        cwd=str(REPO),
+    )
     nb = _executed_ok(out)
-    views = [o for c in nb.cells for o in c.get("outputs", [])
-             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    views = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
     assert views, "the explorer displayed no widget"
 
 
 def test_second_make_trains_nothing(smoke_build):
-    stamps = sorted(smoke_build["figs"].glob(".stamps/*.done")) + sorted(smoke_build["runs"].glob("*/.complete"))
+    stamps = sorted(smoke_build["figs"].glob(".stamps/*.done")) + sorted(
+        smoke_build["runs"].glob("*/.complete")
+    )
     before = {p: p.stat().st_mtime_ns for p in stamps}
     again = _make(smoke_build, "-j2")
     assert again.returncode == 0, again.stdout + again.stderr
@@ -309,8 +355,19 @@ def test_second_make_trains_nothing(smoke_build):
 
 def _dry_run_rules(build: dict, changed: str) -> subprocess.CompletedProcess:
     """``make -n -W changed`` on the generated rules: what would rerun if ``changed`` were edited."""
-    cmd = ["make", "--no-print-directory", "-n", "-W", changed, "-f", str(build["stamps"] / "rules.mk"), "all",
-           f"PY={sys.executable}", f"RUNDIR={build['runs']}", f"FIGDIR={build['figs']}"]
+    cmd = [
+        "make",
+        "--no-print-directory",
+        "-n",
+        "-W",
+        changed,
+        "-f",
+        str(build["stamps"] / "rules.mk"),
+        "all",
+        f"PY={sys.executable}",
+        f"RUNDIR={build['runs']}",
+        f"FIGDIR={build['figs']}",
+    ]
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
 
 
@@ -330,13 +387,34 @@ def test_changing_one_studys_params_reruns_only_that_study(smoke_build):
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, _data_home):
     """Kill a model notebook mid-training (as Ctrl-C on make would), then run it again the way make does."""
     params = tmp_path / "vae__baseline.yaml"
-    params.write_text("family: vae\npreset: baseline\nprofile: smoke\nseed: 0\noverrides: {train.epochs: 60}\n")
+    params.write_text(
+        "family: vae\npreset: baseline\nprofile: smoke\nseed: 0\noverrides: {train.epochs: 60}\n"
+    )
     run = tmp_path / "runs" / "vae__baseline"
     assert studies.prepare_run(params, run) == "new"
-    cmd = [sys.executable, "-m", "papermill", "--kernel", "python3", "--no-progress-bar", "notebooks/vae.ipynb",
-           str(run / "notebook.ipynb"), "-f", str(params), "-p", "run_dir", str(run)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        "--kernel",
+        "python3",
+        "--no-progress-bar",
+        "notebooks/vae.ipynb",
+        str(run / "notebook.ipynb"),
+        "-f",
+        str(params),
+        "-p",
+        "run_dir",
+        str(run),
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while len(RunDir(run).checkpoint_epochs()) < 2 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
@@ -350,16 +428,26 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, _data_home):
     assert again.returncode == 0, again.stderr[-3000:]
     after = RunDir(run).read_history()
     assert [r["epoch"] for r in after] == list(range(1, 61))
-    assert after[:len(before)] == before  # the epochs done before the kill were not trained again
+    assert after[: len(before)] == before  # the epochs done before the kill were not trained again
 
 
 def test_dataset_notebook_counts_the_real_nih_metadata(nih_root, tmp_path, _data_home):
     out = tmp_path / "dataset.ipynb"
     fig_dir = tmp_path / "figs"
-    papermill.execute_notebook(str(NOTEBOOKS / "dataset.ipynb"), str(out), kernel_name="python3",
-                               parameters={"profile": "smoke", "fig_dir": str(fig_dir), "nih_root": str(nih_root),
-                                           "image_size": 64, "n_images": 4},
-                               progress_bar=False, cwd=str(REPO))
+    papermill.execute_notebook(
+        str(NOTEBOOKS / "dataset.ipynb"),
+        str(out),
+        kernel_name="python3",
+        parameters={
+            "profile": "smoke",
+            "fig_dir": str(fig_dir),
+            "nih_root": str(nih_root),
+            "image_size": 64,
+            "n_images": 4,
+        },
+        progress_bar=False,
+        cwd=str(REPO),
+    )
     _executed_ok(out)
     entry = json.loads((fig_dir / "index" / f"{figures.stem(1)}.json").read_text())
     assert "full NIH ChestX-ray14 metadata" in entry["data_source"]

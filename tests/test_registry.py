@@ -41,7 +41,8 @@ def test_register_requires_baseline_and_tiny_and_rejects_duplicates() -> None:
         registry.register(toy)
         assert registry.get("toy") is toy
         with pytest.raises(ValueError, match="already registered"):
-            registry.register(Family("toy", _ToyConfig, build=lambda cfg: None,
-                                     presets={"baseline": {}, "tiny": {}}))
+            registry.register(
+                Family("toy", _ToyConfig, build=lambda cfg: None, presets={"baseline": {}, "tiny": {}})
+            )
     finally:
         registry._FAMILIES.pop("toy", None)

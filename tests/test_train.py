@@ -40,8 +40,12 @@ def tiny(family: str, **overrides) -> RunConfig:
 
 def final_state(run_dir) -> dict:
     ckpt = RunDir(run_dir).load_checkpoint()
-    return {"networks": ckpt["networks"], "optimizers": ckpt["optimizers"], "schedulers": ckpt["schedulers"],
-            "rng": ckpt["rng"]}
+    return {
+        "networks": ckpt["networks"],
+        "optimizers": ckpt["optimizers"],
+        "schedulers": ckpt["schedulers"],
+        "rng": ckpt["rng"],
+    }
 
 
 def assert_identical(a, b, path: str = "") -> None:
@@ -98,8 +102,10 @@ def patch_build(monkeypatch, wrap) -> None:
 def test_lr_factor_matches_diffusers_schedules():
     from diffusers.optimization import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
-    for make, schedule in ((get_cosine_schedule_with_warmup, "cosine"),
-                           (get_constant_schedule_with_warmup, "constant")):
+    for make, schedule in (
+        (get_cosine_schedule_with_warmup, "cosine"),
+        (get_constant_schedule_with_warmup, "constant"),
+    ):
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
         args = (opt, 5, 40) if schedule == "cosine" else (opt, 5)
         ref = make(*args)
@@ -110,14 +116,24 @@ def test_lr_factor_matches_diffusers_schedules():
     assert lr_factor(0, "cosine", 0, 10) == 1.0 and lr_factor(10, "cosine", 0, 10) == pytest.approx(0.0)
 
 
-@pytest.mark.parametrize("n,batch,world,cap", [(10, 4, 1, 0), (12, 4, 1, 0), (11, 4, 2, 0), (9, 2, 2, 0),
-                                               (50, 4, 1, 3)])
+@pytest.mark.parametrize(
+    "n,batch,world,cap", [(10, 4, 1, 0), (12, 4, 1, 0), (11, 4, 2, 0), (9, 2, 2, 0), (50, 4, 1, 3)]
+)
 def test_count_steps_matches_the_batches_iterator(n, batch, world, cap):
     cfg = build_config("gan", "tiny", "smoke", {"train.batch_size": batch, "train.steps_per_epoch": cap})
     images = torch.zeros(n, 1, 4, 4, dtype=torch.uint8)
     for rank in range(world):
-        got = sum(1 for _ in batches(images, batch // world, value_range=(0.0, 1.0), rank=rank, world_size=world,
-                                     generator=torch.Generator().manual_seed(0)))
+        got = sum(
+            1
+            for _ in batches(
+                images,
+                batch // world,
+                value_range=(0.0, 1.0),
+                rank=rank,
+                world_size=world,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )
         assert count_steps(n, cfg.train, world) == (min(got, cap) if cap else got)
 
 
@@ -164,7 +180,9 @@ def test_train_writes_the_run_folder(tmp_path):
     png = Image.open(rd.sample_path(2))
     assert png.size == (2 * 32 + 3 * 2,) * 2  # 4 fixed-noise images of 32x32 in a 2x2 grid
     ckpt = torch.load(rd.checkpoint_path(2), weights_only=True)
-    assert ckpt["epoch"] == 2 and ckpt["step"] == 4 and set(ckpt["networks"]) == {"generator", "discriminator"}
+    assert (
+        ckpt["epoch"] == 2 and ckpt["step"] == 4 and set(ckpt["networks"]) == {"generator", "discriminator"}
+    )
     assert RunConfig.from_json(ckpt["config"]) == cfg and len(ckpt["history"]) == 2
 
 
@@ -173,7 +191,11 @@ def test_sample_and_checkpoint_cadence(tmp_path):
     train(cfg, tmp_path, progress=False)
     rd = RunDir(tmp_path)
     assert rd.checkpoint_epochs() == [1, 2, 3]  # the first and the last epoch always get both
-    assert sorted(p.name for p in rd.samples_dir.glob("*.png")) == ["epoch_001.png", "epoch_002.png", "epoch_003.png"]
+    assert sorted(p.name for p in rd.samples_dir.glob("*.png")) == [
+        "epoch_001.png",
+        "epoch_002.png",
+        "epoch_003.png",
+    ]
     assert len(rd.read_history()) == 3
 
 
@@ -193,8 +215,10 @@ def test_interrupted_and_resumed_run_is_bit_identical(family, tmp_path, monkeypa
     assert losses(resumed) == losses(straight)
     assert_identical(final_state(tmp_path / "straight"), final_state(tmp_path / "resumed"))
     for epoch in (1, 2, 3):  # the fixed-noise grids too
-        assert (RunDir(tmp_path / "straight").sample_path(epoch).read_bytes()
-                == RunDir(tmp_path / "resumed").sample_path(epoch).read_bytes())
+        assert (
+            RunDir(tmp_path / "straight").sample_path(epoch).read_bytes()
+            == RunDir(tmp_path / "resumed").sample_path(epoch).read_bytes()
+        )
 
 
 def test_resume_restores_the_global_rngs(tmp_path, monkeypatch):
@@ -207,7 +231,12 @@ def test_resume_restores_the_global_rngs(tmp_path, monkeypatch):
 
         def step(batch, optimizers, ctx):
             out = real_step(batch, optimizers, ctx)
-            return {**out, "py": random.random(), "np": float(np.random.rand()), "torch": torch.rand(()).item()}
+            return {
+                **out,
+                "py": random.random(),
+                "np": float(np.random.rand()),
+                "torch": torch.rand(()).item(),
+            }
 
         model.training_step = step
         return model
@@ -286,8 +315,9 @@ def test_data_of_the_wrong_size_is_refused(tmp_path, monkeypatch):
     import xrutils.train as loop
 
     real = loop.load_images
-    monkeypatch.setattr(loop, "load_images",
-                        lambda cfg, **kw: real(dataclasses.replace(cfg, image_size=64), **kw))
+    monkeypatch.setattr(
+        loop, "load_images", lambda cfg, **kw: real(dataclasses.replace(cfg, image_size=64), **kw)
+    )
     with pytest.raises(ConfigError, match="built for 32x32"):
         train(tiny("gan"), tmp_path, progress=False)
 
@@ -297,8 +327,13 @@ def test_data_of_the_wrong_size_is_refused(tmp_path, monkeypatch):
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, cfg_json: str, run_dir: str, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     torch.set_num_threads(1)
     captured = {}
     real_get = registry.get
@@ -324,6 +359,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_keeps_ranks_identical(tmp_path):
     cfg = tiny("gan", **{"train.epochs": 2, "train.batch_size": 8})
     load_images(cfg.data, progress=False)  # build the phantom data and its cache once, before the workers

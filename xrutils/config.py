@@ -87,8 +87,12 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-4
     steps_per_epoch: int = 0  # 0 = a full pass over the data; >0 caps each epoch (smoke profile)
-    sample_every: int = 1  # epochs between fixed-noise sample grids (the first and last epochs always get one)
-    checkpoint_every: int = 1  # epochs between checkpoints, plus the first and last (the evaluators score each)
+    sample_every: int = (
+        1  # epochs between fixed-noise sample grids (the first and last epochs always get one)
+    )
+    checkpoint_every: int = (
+        1  # epochs between checkpoints, plus the first and last (the evaluators score each)
+    )
     n_grid: int = 64  # images in each fixed-noise sample grid
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = CUDA when present, else CPU
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"  # fp16/bf16 autocast applies on CUDA only
@@ -133,8 +137,15 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         validate_literals(self, "eval")
-        for name in ("n_fake", "batch_size", "n_boot", "sampler_steps", "classifier_epochs", "n_metric",
-                     "feature_epochs"):
+        for name in (
+            "n_fake",
+            "batch_size",
+            "n_boot",
+            "sampler_steps",
+            "classifier_epochs",
+            "n_metric",
+            "feature_epochs",
+        ):
             _check_positive("eval", name, getattr(self, name))
         _check_positive("eval", "n_real", self.n_real, zero_ok=True)
 
@@ -194,7 +205,9 @@ class RunConfig:
             elif key in {f.name for f in fields(cls)}:
                 kwargs[key] = value
             else:
-                raise ConfigError(f"unknown config key {key!r}; expected one of {[f.name for f in fields(cls)]}")
+                raise ConfigError(
+                    f"unknown config key {key!r}; expected one of {[f.name for f in fields(cls)]}"
+                )
         return cls(**kwargs)
 
     @classmethod
@@ -217,8 +230,9 @@ def _dataclass_from_dict(cls: type, d: dict[str, Any], section: str) -> Any:
     names = {f.name for f in fields(cls)}
     unknown = set(d) - names
     if unknown:
-        raise ConfigError(f"unknown key(s) {sorted(f'{section}.{k}' for k in unknown)}; "
-                          f"{section} has {sorted(names)}")
+        raise ConfigError(
+            f"unknown key(s) {sorted(f'{section}.{k}' for k in unknown)}; {section} has {sorted(names)}"
+        )
     hints = get_type_hints(cls)
     return cls(**{k: _coerce(f"{section}.{k}", v, hints[k]) for k, v in d.items()})
 
@@ -310,8 +324,10 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
         section = getattr(cfg, head)
         if not dot:
             if is_dataclass(section):
-                raise ConfigError(f"override key {key!r} names a section; use {head}.<field>, one of "
-                                  f"{sorted(f.name for f in fields(section))}")
+                raise ConfigError(
+                    f"override key {key!r} names a section; use {head}.<field>, one of "
+                    f"{sorted(f.name for f in fields(section))}"
+                )
             if head == "family":
                 raise ConfigError("the family of a config cannot be overridden; build a new config instead")
             scalars[head] = _coerce(key, value, hints_top[head])
@@ -382,7 +398,9 @@ def build_config(
 
     fam = registry.get(family)
     if preset not in fam.presets:
-        raise ConfigError(f"unknown preset {preset!r} for family {family!r}; expected one of {sorted(fam.presets)}")
+        raise ConfigError(
+            f"unknown preset {preset!r} for family {family!r}; expected one of {sorted(fam.presets)}"
+        )
     if profile not in PROFILE_NAMES:
         raise ConfigError(f"unknown profile {profile!r}; expected one of {list(PROFILE_NAMES)}")
     cfg = RunConfig(family=family, preset=preset, profile=profile, model=fam.config_cls())

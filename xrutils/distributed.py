@@ -64,8 +64,10 @@ def wrap_networks(model: nn.Module, networks: dict[str, nn.Module], device: torc
     """Replace each network attribute of ``model`` by its DDP wrapper (parameters are broadcast from rank 0)."""
     for name, net in networks.items():
         if getattr(model, name, None) is not net:
-            raise ValueError(f"{type(model).__name__}.networks() names {name!r}, but model.{name} is not that "
-                             f"network; networks() must return the model's attribute names")
+            raise ValueError(
+                f"{type(model).__name__}.networks() names {name!r}, but model.{name} is not that "
+                f"network; networks() must return the model's attribute names"
+            )
         device_ids = [device.index] if device.type == "cuda" else None
         setattr(model, name, DistributedDataParallel(net, device_ids=device_ids))
 

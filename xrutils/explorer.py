@@ -21,9 +21,14 @@ def list_runs(run_root: str | Path) -> list[Path]:
     """Run folders (with a config.json) directly under ``run_root``, sorted by name; hidden folders skipped."""
     root = Path(run_root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder; train runs first (`make figures`) or pick another run_root")
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and (p / "config.json").exists())
+        raise FileNotFoundError(
+            f"{root}: no such folder; train runs first (`make figures`) or pick another run_root"
+        )
+    return sorted(
+        p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and (p / "config.json").exists()
+    )
 
 
 def grid_epochs(run_dir: str | Path) -> list[int]:
@@ -53,8 +58,13 @@ def plot_history(run_dirs: list[str | Path], column: str) -> plt.Figure:
     for d in run_dirs:
         rows = [r for r in RunDir(d).read_history() if isinstance(r.get(column), (int, float))]
         if rows:
-            ax.plot([r.get("epoch", i + 1) for i, r in enumerate(rows)], [r[column] for r in rows], marker="o",
-                    ms=3, label=Path(d).name)
+            ax.plot(
+                [r.get("epoch", i + 1) for i, r in enumerate(rows)],
+                [r[column] for r in rows],
+                marker="o",
+                ms=3,
+                label=Path(d).name,
+            )
     ax.set_xlabel("Epoch")
     ax.set_ylabel(column)
     ax.grid(alpha=0.3)
@@ -76,8 +86,12 @@ class Explorer:
         self.runs = {p.name: p for p in list_runs(self.run_root)}
         families = sorted({RunDir(p).read_config().family for p in self.runs.values()})
         self.family = w.Dropdown(options=["all", *families], value="all", description="family")
-        self.picker = w.SelectMultiple(options=list(self.runs), value=tuple(list(self.runs)[:initial]),
-                                       rows=min(10, max(3, len(self.runs))), description="runs")
+        self.picker = w.SelectMultiple(
+            options=list(self.runs),
+            value=tuple(list(self.runs)[:initial]),
+            rows=min(10, max(3, len(self.runs))),
+            description="runs",
+        )
         self.epoch = w.IntSlider(min=1, max=1, value=1, description="epoch", continuous_update=False)
         self.column = w.Dropdown(options=[], description="history")
         self.grids = w.HBox()
@@ -86,15 +100,20 @@ class Explorer:
         self.picker.observe(self._on_runs, names="value")
         self.epoch.observe(lambda _: self.show_grids(), names="value")
         self.column.observe(lambda _: self.show_history(), names="value")
-        self.widget = w.VBox([w.HBox([self.family, self.picker]), self.epoch, self.grids, self.column, self.plot])
+        self.widget = w.VBox(
+            [w.HBox([self.family, self.picker]), self.epoch, self.grids, self.column, self.plot]
+        )
         self._on_runs()
 
     def picked(self) -> list[Path]:
         return [self.runs[n] for n in self.picker.value]
 
     def _on_family(self, _: Any = None) -> None:
-        names = [n for n, p in self.runs.items()
-                 if self.family.value == "all" or RunDir(p).read_config().family == self.family.value]
+        names = [
+            n
+            for n, p in self.runs.items()
+            if self.family.value == "all" or RunDir(p).read_config().family == self.family.value
+        ]
         self.picker.options = names
         self.picker.value = tuple(names[:2])
 
@@ -120,8 +139,11 @@ class Explorer:
                 continue
             png, shown = found
             note = "" if shown == self.epoch.value else f" (last: {shown})"
-            boxes.append(w.VBox([w.Label(f"{p.name}, epoch {shown}{note}"),
-                                 w.Image(value=png, format="png", width=260)]))
+            boxes.append(
+                w.VBox(
+                    [w.Label(f"{p.name}, epoch {shown}{note}"), w.Image(value=png, format="png", width=260)]
+                )
+            )
         self.grids.children = boxes
 
     def show_history(self) -> None:

@@ -52,12 +52,18 @@ def git_commit() -> str:
     if root is None:
         return "unknown (not a source checkout)"
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        )
         if head.returncode != 0:
             return "uncommitted (the repository has no commit yet)"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError) as e:
         return f"unknown ({e.__class__.__name__})"
@@ -70,9 +76,19 @@ def footer_text(profile: str, source: str) -> str | None:
     return f"{profile} profile, {source} data (not the thesis's results)"
 
 
-def save(fig: Any, key: int | str, ctx: Any, *, runs: list[dict[str, Any]] | None = None, source: str | None = None,
-         short_source: str | None = None, notes: str = "", extra: dict[str, Any] | None = None,
-         footer: str | None = None, dpi: int = 150) -> dict[str, Any]:
+def save(
+    fig: Any,
+    key: int | str,
+    ctx: Any,
+    *,
+    runs: list[dict[str, Any]] | None = None,
+    source: str | None = None,
+    short_source: str | None = None,
+    notes: str = "",
+    extra: dict[str, Any] | None = None,
+    footer: str | None = None,
+    dpi: int = 150,
+) -> dict[str, Any]:
     """Save ``fig`` as PNG and PDF with provenance, write its index entry, return the entry.
 
     ``ctx`` is a :class:`xrutils.studies.StudyContext` (profile, fig_dir, notebook, parameters). ``runs``: one dict
@@ -82,8 +98,9 @@ def save(fig: Any, key: int | str, ctx: Any, *, runs: list[dict[str, Any]] | Non
     s = spec(key)
     fig_dir = Path(ctx.fig_dir)
     source = source or ctx.data_source()
-    short = short_source or ("phantom" if "phantom" in source else "NIH ChestX-ray14" if "NIH" in source
-                             else source)
+    short = short_source or (
+        "phantom" if "phantom" in source else "NIH ChestX-ray14" if "NIH" in source else source
+    )
     footer = footer or footer_text(ctx.profile, short)
     if footer:
         fig.text(0.995, 0.004, footer, ha="right", va="bottom", fontsize=7, color="0.35", style="italic")
@@ -103,19 +120,30 @@ def save(fig: Any, key: int | str, ctx: Any, *, runs: list[dict[str, Any]] | Non
         "profile": ctx.profile,
         "footer": footer,
         "files": {"png": f"{stem(key)}.png", "pdf": f"{stem(key)}.pdf"},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **(extra or {}),
     }
     blob = json.dumps(entry, sort_keys=True, default=str)
-    png_meta = {"Title": entry["title"], "Description": s.caption, "Source": ctx.notebook, "Software": "xrutils",
-                PROVENANCE_KEY: blob}
-    pdf_meta = {"Title": entry["title"], "Subject": s.caption, "Creator": f"xrutils ({ctx.notebook})",
-                "Keywords": blob}
+    png_meta = {
+        "Title": entry["title"],
+        "Description": s.caption,
+        "Source": ctx.notebook,
+        "Software": "xrutils",
+        PROVENANCE_KEY: blob,
+    }
+    pdf_meta = {
+        "Title": entry["title"],
+        "Subject": s.caption,
+        "Creator": f"xrutils ({ctx.notebook})",
+        "Keywords": blob,
+    }
     fig_dir.mkdir(parents=True, exist_ok=True)
     for ext, meta in (("png", png_meta), ("pdf", pdf_meta)):
         with atomic_path(fig_dir / entry["files"][ext]) as tmp:
             fig.savefig(tmp, format=ext, dpi=dpi, metadata=meta, bbox_inches="tight")
-    atomic_write_text(fig_dir / "index" / f"{stem(key)}.json", json.dumps(entry, indent=2, default=str) + "\n")
+    atomic_write_text(
+        fig_dir / "index" / f"{stem(key)}.json", json.dumps(entry, indent=2, default=str) + "\n"
+    )
     return entry
 
 
@@ -154,24 +182,38 @@ def _fmt_runs(runs: list[dict[str, Any]]) -> str:
     return "; ".join(parts)
 
 
-def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False,
-                run_dir: str | Path | None = None) -> Path:
+def build_index(
+    fig_dir: str | Path, profile: str, *, require_all: bool = False, run_dir: str | Path | None = None
+) -> Path:
     """Write ``FIGURES.md`` listing Figures 1-37 (missing ones marked) and the supplementary figures; with
     ``run_dir`` (the build's run folders) also the learning summary (:mod:`xrutils.learning`) at its top."""
     fig_dir = Path(fig_dir)
     entries = read_entries(fig_dir)
-    missing = [n for n in FIGURES if str(n) not in entries or not (fig_dir / entries[str(n)]["files"]["png"]).exists()]
-    lines = [f"# Figures of the thesis, regenerated ({profile} profile)", "",
-             f"Generated by `python -m xrutils.figures index` from the entries the study notebooks wrote "
-             f"(`{fig_dir}/index/`). Each PNG carries the same provenance in its `{PROVENANCE_KEY}` text chunk, each "
-             "PDF in its Keywords. Figures 1-37 follow the thesis's numbering; captions are the thesis's own, with a "
-             "reproduction note where this build differs.", "",
-             f"Figures present: {len(FIGURES) - len(missing)} of {len(FIGURES)}"
-             + (f" (missing: {', '.join(map(str, missing))})" if missing else "") + ".", ""]
+    missing = [
+        n
+        for n in FIGURES
+        if str(n) not in entries or not (fig_dir / entries[str(n)]["files"]["png"]).exists()
+    ]
+    lines = [
+        f"# Figures of the thesis, regenerated ({profile} profile)",
+        "",
+        f"Generated by `python -m xrutils.figures index` from the entries the study notebooks wrote "
+        f"(`{fig_dir}/index/`). Each PNG carries the same provenance in its `{PROVENANCE_KEY}` text chunk, each "
+        "PDF in its Keywords. Figures 1-37 follow the thesis's numbering; captions are the thesis's own, with a "
+        "reproduction note where this build differs.",
+        "",
+        f"Figures present: {len(FIGURES) - len(missing)} of {len(FIGURES)}"
+        + (f" (missing: {', '.join(map(str, missing))})" if missing else "")
+        + ".",
+        "",
+    ]
     if profile != "thesis":
-        lines += [f"**These are {profile}-profile figures**: small models trained for minutes on a CPU (every "
-                  "deviation from the thesis is listed in docs/DISCREPANCIES.md, section Profiles), meant to show "
-                  "that each family learns, not to reproduce the thesis's numbers.", ""]
+        lines += [
+            f"**These are {profile}-profile figures**: small models trained for minutes on a CPU (every "
+            "deviation from the thesis is listed in docs/DISCREPANCIES.md, section Profiles), meant to show "
+            "that each family learns, not to reproduce the thesis's numbers.",
+            "",
+        ]
     if run_dir is not None and Path(run_dir).is_dir():
         from xrutils import learning
 
@@ -187,21 +229,34 @@ def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False,
         title = f"Figure {key}" if key.isdigit() else f"Supplementary Figure {key}"
         if e is None:
             if key.isdigit():
-                lines += [f"## {title} — missing", "", f"Not generated yet: run `{STUDIES[s.study].notebook}` "
-                          f"(`make figures PROFILE={profile}`).", ""]
+                lines += [
+                    f"## {title} — missing",
+                    "",
+                    f"Not generated yet: run `{STUDIES[s.study].notebook}` "
+                    f"(`make figures PROFILE={profile}`).",
+                    "",
+                ]
             continue
         files = e["files"]
-        lines += [f"## {title} — [{files['png']}]({files['png']}) · [pdf]({files['pdf']})", "",
-                  f"*Caption:* {e['caption']}", ""]
+        lines += [
+            f"## {title} — [{files['png']}]({files['png']}) · [pdf]({files['pdf']})",
+            "",
+            f"*Caption:* {e['caption']}",
+            "",
+        ]
         if e.get("note"):
             lines += [f"*Reproduction note:* {e['note']}", ""]
         if e.get("notes"):
             lines += [f"*This build:* {e['notes']}", ""]
-        lines += [f"- Notebook: `{e['notebook']}` (executed copy: `{e.get('executed_notebook', '')}`)",
-                  f"- Parameters: `{json.dumps(e['parameters'], sort_keys=True, default=str)}`",
-                  f"- Run folders: {_fmt_runs(e.get('runs', []))}",
-                  f"- Commit: `{e['commit']}`", f"- Data source: {e['data_source']}",
-                  f"- Profile: {e['profile']}; created {e.get('created', '?')}", ""]
+        lines += [
+            f"- Notebook: `{e['notebook']}` (executed copy: `{e.get('executed_notebook', '')}`)",
+            f"- Parameters: `{json.dumps(e['parameters'], sort_keys=True, default=str)}`",
+            f"- Run folders: {_fmt_runs(e.get('runs', []))}",
+            f"- Commit: `{e['commit']}`",
+            f"- Data source: {e['data_source']}",
+            f"- Profile: {e['profile']}; created {e.get('created', '?')}",
+            "",
+        ]
     studies_with_summary = [s for s in STUDIES if (summaries / f"{s}.md").exists()]
     if studies_with_summary:
         lines += ["# Study summaries (generated at the end of each study notebook)", ""]
@@ -210,7 +265,9 @@ def build_index(fig_dir: str | Path, profile: str, *, require_all: bool = False,
     out = fig_dir / "FIGURES.md"
     atomic_write_text(out, "\n".join(lines) + "\n")
     if require_all and missing:
-        raise FileNotFoundError(f"{out}: figure(s) {missing} are missing; their study notebooks did not write them")
+        raise FileNotFoundError(
+            f"{out}: figure(s) {missing} are missing; their study notebooks did not write them"
+        )
     return out
 
 
@@ -230,8 +287,10 @@ def timing(fig_dir: str | Path, run_dir: str | Path) -> str:
     rows.sort(reverse=True)
     span = (max(r[3] for r in rows) - min(r[2] for r in rows)).total_seconds()
     lines = [f"{d:8.1f} s  {name}" for d, name, _, _ in rows]
-    lines += [f"{sum(r[0] for r in rows):8.1f} s  sum over {len(rows)} notebooks",
-              f"{span:8.1f} s  first start to last end"]
+    lines += [
+        f"{sum(r[0] for r in rows):8.1f} s  sum over {len(rows)} notebooks",
+        f"{span:8.1f} s  first start to last end",
+    ]
     return "\n".join(lines)
 
 

@@ -88,7 +88,13 @@ _NATIVE: dict[Any, int] = {}
 def _native(data_cfg: Any) -> int:
     from xrutils.data import native_resolution
 
-    key = (data_cfg.source, data_cfg.root, data_cfg.phantom_n, data_cfg.phantom_seed, data_cfg.chestmnist_path)
+    key = (
+        data_cfg.source,
+        data_cfg.root,
+        data_cfg.phantom_n,
+        data_cfg.phantom_seed,
+        data_cfg.chestmnist_path,
+    )
     if key not in _NATIVE:
         _NATIVE[key] = native_resolution(data_cfg)
     return _NATIVE[key]
@@ -96,8 +102,14 @@ def _native(data_cfg: Any) -> int:
 
 def run_info(run_dir: str | Path, role: str, epoch: int | None = None) -> dict[str, Any]:
     cfg = RunDir(run_dir).read_config()
-    return {"run_dir": str(run_dir), "role": role, "epoch": epoch, "family": cfg.family, "preset": cfg.preset,
-            "image_size": cfg.data.image_size}
+    return {
+        "run_dir": str(run_dir),
+        "role": role,
+        "epoch": epoch,
+        "family": cfg.family,
+        "preset": cfg.preset,
+        "image_size": cfg.data.image_size,
+    }
 
 
 def _tile(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
@@ -107,8 +119,9 @@ def _tile(images: torch.Tensor, nrow: int, pad: int = 2) -> np.ndarray:
     out = np.zeros((rows * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.uint8)
     for i in range(n):
         r, c = divmod(i, nrow)
-        out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = \
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = (
             images[i, 0].numpy()
+        )
     return out
 
 
@@ -137,8 +150,9 @@ def _panels(panels: list[tuple[str, np.ndarray]], suptitle: str | None = None) -
     return fig
 
 
-def sample_figure(ctx: StudyContext, key: int | str, runs: list[str], *, dataset: bool = True,
-                  notes: str = "") -> plt.Figure:
+def sample_figure(
+    ctx: StudyContext, key: int | str, runs: list[str], *, dataset: bool = True, notes: str = ""
+) -> plt.Figure:
     """Dataset panel (left) and each run's final-epoch sample grid, left to right in ``runs`` order."""
     dirs = [ctx.run_dir(r) for r in runs]
     cfgs = [RunDir(d).read_config() for d in dirs]
@@ -151,8 +165,15 @@ def sample_figure(ctx: StudyContext, key: int | str, runs: list[str], *, dataset
         panels.append((f"{label(r)}\n{trained_label(cfg)}, epoch {e}", grid_image(d, e)))
         prov.append(run_info(d, "samples", e))
     fig = _panels(panels)
-    figures.save(fig, key, ctx, runs=prov, source=describe_data(cfgs[0]), short_source=short_source(cfgs[0]),
-                 notes=notes)
+    figures.save(
+        fig,
+        key,
+        ctx,
+        runs=prov,
+        source=describe_data(cfgs[0]),
+        short_source=short_source(cfgs[0]),
+        notes=notes,
+    )
     return fig
 
 
@@ -163,8 +184,9 @@ def _results_runs(ctx: StudyContext, results: dict | None) -> dict[str, Any]:
     return results["runs"]
 
 
-def _curve_axes(ax: plt.Axes, ctx: StudyContext, runs: list[str], results: dict | None, part: str
-                ) -> list[dict[str, Any]]:
+def _curve_axes(
+    ax: plt.Axes, ctx: StudyContext, runs: list[str], results: dict | None, part: str
+) -> list[dict[str, Any]]:
     """Draw one line per run with its 95% band; returns the provenance of the runs and judges used."""
     res = _results_runs(ctx, results)
     prov = []
@@ -190,23 +212,44 @@ def _curve_axes(ax: plt.Axes, ctx: StudyContext, runs: list[str], results: dict 
     return prov
 
 
-def curve_figure(ctx: StudyContext, key: int | str, runs: list[str], *, results: dict | None = None,
-                 title: str = "", notes: str = "") -> plt.Figure:
+def curve_figure(
+    ctx: StudyContext,
+    key: int | str,
+    runs: list[str],
+    *,
+    results: dict | None = None,
+    title: str = "",
+    notes: str = "",
+) -> plt.Figure:
     """Thesis-style "discriminator loss per epoch" curves (corrected protocol unless the study says otherwise)."""
     res = _results_runs(ctx, results)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     prov = _curve_axes(ax, ctx, runs, results, "judge")
     protocol = (results or ctx.results or {}).get("protocol", "corrected")
     ax.set_ylabel(JUDGE_YLABEL, fontsize=8)
-    ax.set_title((title or "Discriminator loss vs epoch") + f"\n{protocol} protocol; higher = judge fooled more; "
-                 "bands: 95% bootstrap", fontsize=9)
+    ax.set_title(
+        (title or "Discriminator loss vs epoch") + f"\n{protocol} protocol; higher = judge fooled more; "
+        "bands: 95% bootstrap",
+        fontsize=9,
+    )
     fig.tight_layout()
     judges = (results or ctx.results or {}).get("judges", {})
-    prov += [{"run_dir": j.get("run_dir"), "role": f"judge ({s}²)"} for s, j in judges.items()
-             if int(s) in {res[r].get("judge_size") for r in runs if r in res}]
+    prov += [
+        {"run_dir": j.get("run_dir"), "role": f"judge ({s}²)"}
+        for s, j in judges.items()
+        if int(s) in {res[r].get("judge_size") for r in runs if r in res}
+    ]
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
-    figures.save(fig, key, ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg), notes=notes,
-                 extra={"results": str(ctx.fig_dir / "results" / f"{ctx.study.name}_{protocol}.json")})
+    figures.save(
+        fig,
+        key,
+        ctx,
+        runs=prov,
+        source=describe_data(cfg),
+        short_source=short_source(cfg),
+        notes=notes,
+        extra={"results": str(ctx.fig_dir / "results" / f"{ctx.study.name}_{protocol}.json")},
+    )
     return fig
 
 
@@ -241,7 +284,9 @@ def sample_grids(run_dir: str | Path, n: int = 4) -> plt.Figure:
     if not epochs:
         raise FileNotFoundError(f"{rd.samples_dir}: no sample grids")
     pick = sorted({epochs[round(i * (len(epochs) - 1) / max(1, n - 1))] for i in range(min(n, len(epochs)))})
-    return _panels([(f"epoch {e}", grid_image(run_dir, e)) for e in pick], suptitle=f"{rd.name}: fixed-noise samples")
+    return _panels(
+        [(f"epoch {e}", grid_image(run_dir, e)) for e in pick], suptitle=f"{rd.name}: fixed-noise samples"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -264,8 +309,14 @@ def fig_01(ctx: StudyContext, counts: Any, *, from_metadata: str) -> plt.Figure:
     ax.set_title(f"Images per finding, train_val + test\nsource: {from_metadata}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    figures.save(fig, 1, ctx, source=from_metadata, short_source="phantom" if "phantom" in from_metadata
-                 else "NIH ChestX-ray14", notes=f"Counts from {from_metadata}.")
+    figures.save(
+        fig,
+        1,
+        ctx,
+        source=from_metadata,
+        short_source="phantom" if "phantom" in from_metadata else "NIH ChestX-ray14",
+        notes=f"Counts from {from_metadata}.",
+    )
     return fig
 
 
@@ -286,12 +337,23 @@ def fig_02(ctx: StudyContext, image_set: Any, n: int = 16) -> plt.Figure:
         ax.set_title(", ".join(found)[:38], fontsize=6)
     fig.tight_layout()
     source = f"{image_set.source} images from {image_set.root}"
-    figures.save(fig, 2, ctx, source=source, short_source="NIH ChestX-ray14" if image_set.source == "nih"
-                 else "phantom")
+    figures.save(
+        fig,
+        2,
+        ctx,
+        source=source,
+        short_source="NIH ChestX-ray14" if image_set.source == "nih" else "phantom",
+    )
     return fig
 
 
-_BOX_LAYERS = (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear, torch.nn.Flatten, torch.nn.Upsample)
+_BOX_LAYERS = (
+    torch.nn.Conv2d,
+    torch.nn.ConvTranspose2d,
+    torch.nn.Linear,
+    torch.nn.Flatten,
+    torch.nn.Upsample,
+)
 
 
 def trace_layers(module: torch.nn.Module, *inputs: Any) -> list[dict[str, Any]]:
@@ -308,8 +370,13 @@ def trace_layers(module: torch.nn.Module, *inputs: Any) -> list[dict[str, Any]]:
             desc = name
             if isinstance(mod, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
                 desc = f"{name} {mod.kernel_size[0]}×{mod.kernel_size[1]} s{mod.stride[0]} p{mod.padding[0]}"
-            records.append({"in": tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else None,
-                            "ops": [desc], "shape": tuple(out.shape[1:])})
+            records.append(
+                {
+                    "in": tuple(args[0].shape[1:]) if args and isinstance(args[0], torch.Tensor) else None,
+                    "ops": [desc],
+                    "shape": tuple(out.shape[1:]),
+                }
+            )
         else:
             records[-1]["ops"].append(name)
             records[-1]["shape"] = tuple(out.shape[1:])
@@ -340,14 +407,19 @@ def _box_chain(ax: plt.Axes, records: list[dict[str, Any]], first: tuple, title:
         s = shape[1] if len(shape) > 1 else 1
         w = 0.25 + 0.18 * math.log2(max(c, 1))
         h = 0.35 + 0.4 * math.log2(max(s, 1))
-        ax.add_patch(Rectangle((x, y0 - h / 2), w, h, facecolor="#9ecae1" if i else "#fdd0a2", edgecolor="k",
-                               lw=0.8))
+        ax.add_patch(
+            Rectangle((x, y0 - h / 2), w, h, facecolor="#9ecae1" if i else "#fdd0a2", edgecolor="k", lw=0.8)
+        )
         ax.text(x + w / 2, y0 - h / 2 - 0.15, "×".join(map(str, shape)), ha="center", va="top", fontsize=7)
         if prev_right is not None:
-            ax.add_patch(FancyArrowPatch((prev_right, y0), (x, y0), arrowstyle="->", mutation_scale=8, lw=0.8))
+            ax.add_patch(
+                FancyArrowPatch((prev_right, y0), (x, y0), arrowstyle="->", mutation_scale=8, lw=0.8)
+            )
             # the layers that made this tensor, in the gap above the arrow
-            ops = [_SHORT.get(op.split(" ")[0], op.split(" ")[0]) + op[len(op.split(" ")[0]):]
-                   for op in records[i - 1]["ops"]]
+            ops = [
+                _SHORT.get(op.split(" ")[0], op.split(" ")[0]) + op[len(op.split(" ")[0]) :]
+                for op in records[i - 1]["ops"]
+            ]
             ax.text((prev_right + x) / 2, y0 + 0.08, "\n".join(ops), ha="center", va="bottom", fontsize=6.5)
         prev_right = x + w
         x += w + 1.7
@@ -363,21 +435,41 @@ def fig_03(ctx: StudyContext, model: Any) -> plt.Figure:
     z_shape = g_records[0]["in"]
     d_records = trace_layers(disc, gen_out)
     fig, ax = plt.subplots(figsize=(13, 5.6))
-    _box_chain(ax, g_records, z_shape, f"Generator ({sum(p.numel() for p in gen.parameters()):,} parameters): "
-               "noise z -> image", 5.0)
-    _box_chain(ax, d_records, tuple(gen_out.shape[1:]), f"Discriminator ({sum(p.numel() for p in disc.parameters()):,}"
-               " parameters): image -> P(real)", 0.0)
+    _box_chain(
+        ax,
+        g_records,
+        z_shape,
+        f"Generator ({sum(p.numel() for p in gen.parameters()):,} parameters): noise z -> image",
+        5.0,
+    )
+    _box_chain(
+        ax,
+        d_records,
+        tuple(gen_out.shape[1:]),
+        f"Discriminator ({sum(p.numel() for p in disc.parameters()):,} parameters): image -> P(real)",
+        0.0,
+    )
     ax.set_ylim(-2.0, 7.6)
     ax.set_axis_off()
-    ax.set_title("DCGAN of the thesis (§2.3.1), drawn from a forward pass: boxes are tensors (C×H×W)", fontsize=10)
-    figures.save(fig, 3, ctx, source="no data (forward pass of an untrained network)", footer=_arch_footer(ctx),
-                 runs=[{"run_dir": "(built, untrained)", "role": f"gan {ctx.parameters.get('gan_preset', '')}"}])
+    ax.set_title(
+        "DCGAN of the thesis (§2.3.1), drawn from a forward pass: boxes are tensors (C×H×W)", fontsize=10
+    )
+    figures.save(
+        fig,
+        3,
+        ctx,
+        source="no data (forward pass of an untrained network)",
+        footer=_arch_footer(ctx),
+        runs=[{"run_dir": "(built, untrained)", "role": f"gan {ctx.parameters.get('gan_preset', '')}"}],
+    )
     return fig
 
 
 def _arch_footer(ctx: StudyContext) -> str:
-    return (f"{ctx.profile} profile build; {ctx.parameters.get('model_profile', 'thesis')}-size network, untrained, "
-            "no data")
+    return (
+        f"{ctx.profile} profile build; {ctx.parameters.get('model_profile', 'thesis')}-size network, untrained, "
+        "no data"
+    )
 
 
 def _generator_input(model: Any, gen: torch.nn.Module) -> torch.Tensor:
@@ -396,7 +488,9 @@ def find_unet(model: Any) -> torch.nn.Module:
     for net in model.networks().values():
         if hasattr(net, "down_blocks") and hasattr(net, "up_blocks"):
             return net
-    raise TypeError(f"{type(model).__name__} has no diffusers UNet among its networks {list(model.networks())}")
+    raise TypeError(
+        f"{type(model).__name__} has no diffusers UNet among its networks {list(model.networks())}"
+    )
 
 
 def unet_shapes(unet: torch.nn.Module, image_size: int) -> list[dict[str, Any]]:
@@ -409,11 +503,15 @@ def unet_shapes(unet: torch.nn.Module, image_size: int) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     hooks = []
     for name, mod in stages:
+
         def hook(m, args, out, name=name):
             t = out[0] if isinstance(out, tuple) else out
             found.append({"stage": name, "block": type(m).__name__, "shape": tuple(t.shape[1:])})
+
         hooks.append(mod.register_forward_hook(hook))
-    x = torch.randn(1, unet.config.in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(
+        1, unet.config.in_channels, image_size, image_size, generator=torch.Generator().manual_seed(0)
+    )
     try:
         with torch.no_grad():
             unet.eval()
@@ -459,8 +557,11 @@ def fig_04(ctx: StudyContext, model: Any) -> plt.Figure:
     pos["out"] = bar(xm + 1.2 * (len(ups) + 1), 0, out, "#fdd0a2")
     order = ["in", *[f["stage"] for f in downs], *(["mid"] if mid else []), *[f["stage"] for f in ups], "out"]
     for a, b in zip(order, order[1:], strict=False):
-        ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="->", mutation_scale=8, lw=0.7, color="0.3",
-                                     shrinkA=14, shrinkB=14))
+        ax.add_patch(
+            FancyArrowPatch(
+                pos[a], pos[b], arrowstyle="->", mutation_scale=8, lw=0.7, color="0.3", shrinkA=14, shrinkB=14
+            )
+        )
     for i in range(min(len(downs), len(ups))):
         a, b = pos[downs[i]["stage"]], pos[ups[len(ups) - 1 - i]["stage"]]
         ax.plot([a[0], b[0]], [a[1] + 0.02, b[1] + 0.02], color="tab:blue", lw=1, ls="--", alpha=0.7)
@@ -468,10 +569,19 @@ def fig_04(ctx: StudyContext, model: Any) -> plt.Figure:
     ax.set_xlim(-0.8, xm + 1.2 * (len(ups) + 1) + 0.8)
     ax.set_ylim(-(levels + 2) * 1.0, 1.2)
     ax.set_axis_off()
-    ax.set_title(f"Diffusion UNet of the DDPM ({size}²; {n_params:,} parameters), drawn from a forward pass. Boxes: "
-                 "tensors after each block (C×H×W); blue dashed: skip connections", fontsize=9)
-    figures.save(fig, 4, ctx, source="no data (forward pass of an untrained network)", footer=_arch_footer(ctx),
-                 runs=[{"run_dir": "(built, untrained)", "role": f"ddpm {ctx.parameters.get('ddpm_preset', '')}"}])
+    ax.set_title(
+        f"Diffusion UNet of the DDPM ({size}²; {n_params:,} parameters), drawn from a forward pass. Boxes: "
+        "tensors after each block (C×H×W); blue dashed: skip connections",
+        fontsize=9,
+    )
+    figures.save(
+        fig,
+        4,
+        ctx,
+        source="no data (forward pass of an untrained network)",
+        footer=_arch_footer(ctx),
+        runs=[{"run_dir": "(built, untrained)", "role": f"ddpm {ctx.parameters.get('ddpm_preset', '')}"}],
+    )
     return fig
 
 
@@ -493,15 +603,19 @@ def fresh_samples(run_dir: str | Path, n: int = 64, seed: int = 0) -> tuple[RunC
 
 def collapse_stats(fakes01: torch.Tensor, reals01: torch.Tensor) -> dict[str, float]:
     """Diversity of the fakes relative to real images, saturation, and brightness (all images in [0, 1])."""
+
     def mean_pdist(x):
         flat = x.flatten(1)
         return torch.pdist(flat).mean().item() if len(flat) > 1 else 0.0
 
     real_div = mean_pdist(reals01)
-    return {"diversity_ratio": mean_pdist(fakes01) / real_div if real_div > 0 else float("nan"),
-            "saturated_fraction": ((fakes01 < 0.02) | (fakes01 > 0.98)).float().mean().item(),
-            "mean_intensity": fakes01.mean().item(), "real_mean_intensity": reals01.mean().item(),
-            "pixel_std": fakes01.std().item()}
+    return {
+        "diversity_ratio": mean_pdist(fakes01) / real_div if real_div > 0 else float("nan"),
+        "saturated_fraction": ((fakes01 < 0.02) | (fakes01 > 0.98)).float().mean().item(),
+        "mean_intensity": fakes01.mean().item(),
+        "real_mean_intensity": reals01.mean().item(),
+        "pixel_std": fakes01.std().item(),
+    }
 
 
 def _reals01(cfg: RunConfig, n: int) -> torch.Tensor:
@@ -515,33 +629,57 @@ def fig_08(ctx: StudyContext, run: str = "gan__lr1e-3-asrun", fixed: str = "gan_
     d = ctx.run_dir(run)
     cfg, fakes = fresh_samples(d, n=64)
     stats = collapse_stats(fakes, _reals01(cfg, 64))
-    fell_apart = stats["diversity_ratio"] < 0.35 or stats["saturated_fraction"] > 0.5 or stats["pixel_std"] < 0.03
-    verdict = ("fell apart (collapsed or saturated samples), as in the thesis" if fell_apart else
-               "did NOT fall apart the way the thesis's run did: its samples stay diverse and unsaturated")
+    fell_apart = (
+        stats["diversity_ratio"] < 0.35 or stats["saturated_fraction"] > 0.5 or stats["pixel_std"] < 0.03
+    )
+    verdict = (
+        "fell apart (collapsed or saturated samples), as in the thesis"
+        if fell_apart
+        else "did NOT fall apart the way the thesis's run did: its samples stay diverse and unsaturated"
+    )
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), gridspec_kw={"width_ratios": [1, 1, 1.3]})
     e = final_epoch(d)
-    for ax, (title, img) in zip(axes[:2], [(f"{label(run)}\nepoch {e}", grid_image(d, e)),
-                                           (f"{label(fixed)}\nepoch {final_epoch(ctx.run_dir(fixed))}",
-                                            grid_image(ctx.run_dir(fixed)))], strict=True):
+    for ax, (title, img) in zip(
+        axes[:2],
+        [
+            (f"{label(run)}\nepoch {e}", grid_image(d, e)),
+            (f"{label(fixed)}\nepoch {final_epoch(ctx.run_dir(fixed))}", grid_image(ctx.run_dir(fixed))),
+        ],
+        strict=True,
+    ):
         ax.imshow(img, cmap="gray", vmin=0, vmax=255)
         ax.set_title(title, fontsize=9)
         ax.set_axis_off()
     rows = RunDir(d).read_history()
     for c in [c for c in (rows[0] if rows else {}) if "loss" in c.lower()]:
-        axes[2].plot([r.get("epoch", i + 1) for i, r in enumerate(rows)], [r[c] for r in rows], marker="o", ms=3,
-                     label=c)
+        axes[2].plot(
+            [r.get("epoch", i + 1) for i, r in enumerate(rows)],
+            [r[c] for r in rows],
+            marker="o",
+            ms=3,
+            label=c,
+        )
     axes[2].set_xlabel("Epoch")
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[2].set_title(f"{run}: training losses", fontsize=9)
     axes[2].legend(fontsize=7)
     axes[2].grid(alpha=0.3)
-    fig.suptitle(f"This run {verdict}.\ndiversity vs real images {stats['diversity_ratio']:.2f}, saturated pixels "
-                 f"{stats['saturated_fraction']:.1%}, pixel std {stats['pixel_std']:.3f}", fontsize=9)
+    fig.suptitle(
+        f"This run {verdict}.\ndiversity vs real images {stats['diversity_ratio']:.2f}, saturated pixels "
+        f"{stats['saturated_fraction']:.1%}, pixel std {stats['pixel_std']:.3f}",
+        fontsize=9,
+    )
     fig.tight_layout()
-    figures.save(fig, 8, ctx, runs=[run_info(d, "samples + verdict", e),
-                                    run_info(ctx.run_dir(fixed), "samples (h 128)", None)],
-                 source=describe_data(cfg), short_source=short_source(cfg),
-                 notes=f"This run {verdict}.", extra={"verdict": {"fell_apart": fell_apart, **stats}})
+    figures.save(
+        fig,
+        8,
+        ctx,
+        runs=[run_info(d, "samples + verdict", e), run_info(ctx.run_dir(fixed), "samples (h 128)", None)],
+        source=describe_data(cfg),
+        short_source=short_source(cfg),
+        notes=f"This run {verdict}.",
+        extra={"verdict": {"fell_apart": fell_apart, **stats}},
+    )
     ctx.verdicts[8] = {"fell_apart": fell_apart, "text": f"Figure 8: this run {verdict}.", **stats}
     return fig
 
@@ -552,19 +690,32 @@ def fig_32(ctx: StudyContext, run: str = "ddpm__size32-deep", fixed: str = "ddpm
     cfg, fakes = fresh_samples(d, n=16)
     stats = collapse_stats(fakes, _reals01(cfg, 16))
     black = stats["mean_intensity"] < 0.08 and stats["pixel_std"] < 0.08
-    verdict = ("produced (near-)black images, as in the thesis" if black else
-               f"did NOT produce black images (mean intensity {stats['mean_intensity']:.2f} vs "
-               f"{stats['real_mean_intensity']:.2f} for real images)")
+    verdict = (
+        "produced (near-)black images, as in the thesis"
+        if black
+        else f"did NOT produce black images (mean intensity {stats['mean_intensity']:.2f} vs "
+        f"{stats['real_mean_intensity']:.2f} for real images)"
+    )
     mosaic = _tile((fakes * 255).round().to(torch.uint8), nrow=4)
     e = final_epoch(d)
-    fig = _panels([(f"{label(run)}\n16 fresh samples, epoch {e}", mosaic),
-                   (f"{label(run)}\ntraining grid, epoch {e}", grid_image(d, e)),
-                   (f"{label(fixed)}\nepoch {final_epoch(ctx.run_dir(fixed))}", grid_image(ctx.run_dir(fixed)))],
-                  suptitle=f"This run {verdict}.")
-    figures.save(fig, 32, ctx, runs=[run_info(d, "samples + verdict", e),
-                                     run_info(ctx.run_dir(fixed), "samples (3-level)", None)],
-                 source=describe_data(cfg), short_source=short_source(cfg), notes=f"This run {verdict}.",
-                 extra={"verdict": {"black": black, **stats}})
+    fig = _panels(
+        [
+            (f"{label(run)}\n16 fresh samples, epoch {e}", mosaic),
+            (f"{label(run)}\ntraining grid, epoch {e}", grid_image(d, e)),
+            (f"{label(fixed)}\nepoch {final_epoch(ctx.run_dir(fixed))}", grid_image(ctx.run_dir(fixed))),
+        ],
+        suptitle=f"This run {verdict}.",
+    )
+    figures.save(
+        fig,
+        32,
+        ctx,
+        runs=[run_info(d, "samples + verdict", e), run_info(ctx.run_dir(fixed), "samples (3-level)", None)],
+        source=describe_data(cfg),
+        short_source=short_source(cfg),
+        notes=f"This run {verdict}.",
+        extra={"verdict": {"black": black, **stats}},
+    )
     ctx.verdicts[32] = {"black": black, "text": f"Figure 32: this run {verdict}.", **stats}
     return fig
 
@@ -578,7 +729,9 @@ def fig_05(ctx):
 
 
 def fig_06(ctx, results=None):
-    return curve_figure(ctx, 6, ["gan__baseline"], results=results, title="GAN baseline, judged by its own final D")
+    return curve_figure(
+        ctx, 6, ["gan__baseline"], results=results, title="GAN baseline, judged by its own final D"
+    )
 
 
 def fig_07(ctx):
@@ -586,8 +739,13 @@ def fig_07(ctx):
 
 
 def fig_09(ctx, results=None):
-    return curve_figure(ctx, 9, ["gan__baseline", "gan__lr1e-5", "gan__lr1e-3"], results=results,
-                        title="GAN learning rates (64²)")
+    return curve_figure(
+        ctx,
+        9,
+        ["gan__baseline", "gan__lr1e-5", "gan__lr1e-3"],
+        results=results,
+        title="GAN learning rates (64²)",
+    )
 
 
 def fig_10(ctx):
@@ -599,8 +757,13 @@ def fig_11(ctx):
 
 
 def fig_12(ctx, results=None):
-    return curve_figure(ctx, 12, ["gan__size32", "gan__baseline", "gan__size128"], results=results,
-                        title="GAN image sizes, each judged by the discriminator of its own size")
+    return curve_figure(
+        ctx,
+        12,
+        ["gan__size32", "gan__baseline", "gan__size128"],
+        results=results,
+        title="GAN image sizes, each judged by the discriminator of its own size",
+    )
 
 
 def fig_13(ctx):
@@ -608,8 +771,13 @@ def fig_13(ctx):
 
 
 def fig_14(ctx, results=None):
-    return curve_figure(ctx, 14, ["gan__hidden32", "gan__baseline", "gan__hidden128"], results=results,
-                        title="GAN hidden sizes (64²)")
+    return curve_figure(
+        ctx,
+        14,
+        ["gan__hidden32", "gan__baseline", "gan__hidden128"],
+        results=results,
+        title="GAN hidden sizes (64²)",
+    )
 
 
 def fig_15(ctx):
@@ -621,13 +789,19 @@ def fig_16(ctx, results=None):
 
 
 def fig_17(ctx, results=None):
-    return curve_figure(ctx, 17, ["vae__baseline", "vae__lr1e-5", "vae__lr1e-6"], results=results,
-                        title="VAE learning rates")
+    return curve_figure(
+        ctx, 17, ["vae__baseline", "vae__lr1e-5", "vae__lr1e-6"], results=results, title="VAE learning rates"
+    )
 
 
 def fig_18(ctx, results=None):
-    return curve_figure(ctx, 18, ["vae__size32", "vae__size64", "vae__baseline"], results=results,
-                        title="VAE image sizes, each judged by the discriminator of its own size")
+    return curve_figure(
+        ctx,
+        18,
+        ["vae__size32", "vae__size64", "vae__baseline"],
+        results=results,
+        title="VAE image sizes, each judged by the discriminator of its own size",
+    )
 
 
 def fig_19(ctx):
@@ -635,8 +809,13 @@ def fig_19(ctx):
 
 
 def fig_20(ctx, results=None):
-    return curve_figure(ctx, 20, ["vae__hidden300", "vae__baseline", "vae__hidden500"], results=results,
-                        title="VAE hidden sizes")
+    return curve_figure(
+        ctx,
+        20,
+        ["vae__hidden300", "vae__baseline", "vae__hidden500"],
+        results=results,
+        title="VAE hidden sizes",
+    )
 
 
 def fig_21(ctx):
@@ -652,8 +831,13 @@ def fig_23(ctx, results=None):
 
 
 def fig_24(ctx, results=None):
-    return curve_figure(ctx, 24, ["pixelcnn__baseline", "pixelcnn__lr5e-4", "pixelcnn__lr1e-5"], results=results,
-                        title="PixelCNN learning rates")
+    return curve_figure(
+        ctx,
+        24,
+        ["pixelcnn__baseline", "pixelcnn__lr5e-4", "pixelcnn__lr1e-5"],
+        results=results,
+        title="PixelCNN learning rates",
+    )
 
 
 def fig_25(ctx):
@@ -661,8 +845,13 @@ def fig_25(ctx):
 
 
 def fig_26(ctx, results=None):
-    return curve_figure(ctx, 26, ["pixelcnn__size128", "pixelcnn__baseline", "pixelcnn__size32"], results=results,
-                        title="PixelCNN image sizes, each judged by the discriminator of its own size")
+    return curve_figure(
+        ctx,
+        26,
+        ["pixelcnn__size128", "pixelcnn__baseline", "pixelcnn__size32"],
+        results=results,
+        title="PixelCNN image sizes, each judged by the discriminator of its own size",
+    )
 
 
 def fig_27(ctx):
@@ -682,13 +871,23 @@ def fig_30(ctx):
 
 
 def fig_31(ctx, results=None):
-    return curve_figure(ctx, 31, ["ddpm__baseline", "ddpm__lr5e-4", "ddpm__lr1e-5"], results=results,
-                        title="DDPM learning rates")
+    return curve_figure(
+        ctx,
+        31,
+        ["ddpm__baseline", "ddpm__lr5e-4", "ddpm__lr1e-5"],
+        results=results,
+        title="DDPM learning rates",
+    )
 
 
 def fig_33(ctx, results=None):
-    return curve_figure(ctx, 33, ["ddpm__size32", "ddpm__baseline"], results=results,
-                        title="DDPM image sizes, each judged by the discriminator of its own size")
+    return curve_figure(
+        ctx,
+        33,
+        ["ddpm__size32", "ddpm__baseline"],
+        results=results,
+        title="DDPM image sizes, each judged by the discriminator of its own size",
+    )
 
 
 def fig_34(ctx):
@@ -696,14 +895,22 @@ def fig_34(ctx):
 
 
 def fig_35(ctx):
-    return sample_figure(ctx, 35, ["vae__size32", "pixelcnn__baseline", "ddpm__size32", "gan__baseline"],
-                         notes="GAN baseline added as the last panel (the thesis text discusses it; the caption "
-                               "omits it).")
+    return sample_figure(
+        ctx,
+        35,
+        ["vae__size32", "pixelcnn__baseline", "ddpm__size32", "gan__baseline"],
+        notes="GAN baseline added as the last panel (the thesis text discusses it; the caption omits it).",
+    )
 
 
 def fig_36(ctx, results=None):
-    return curve_figure(ctx, 36, ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"],
-                        results=results, title="Selected models, each judged by the discriminator of its own size")
+    return curve_figure(
+        ctx,
+        36,
+        ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"],
+        results=results,
+        title="Selected models, each judged by the discriminator of its own size",
+    )
 
 
 def fig_37(ctx, results=None):
@@ -715,8 +922,11 @@ def fig_37(ctx, results=None):
     ax.text(ax.get_xlim()[0], 0.5, " chance", fontsize=7, va="bottom", color="0.4")
     ax.set_ylabel("Classifier score: mean P(real) of generated images")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Classifier score vs epoch (a score, not a loss; ~0 = detected as fake)\nSimpleCNN trained per "
-                 "image size on held-out real vs generated images; bands: 95% bootstrap", fontsize=9)
+    ax.set_title(
+        "Classifier score vs epoch (a score, not a loss; ~0 = detected as fake)\nSimpleCNN trained per "
+        "image size on held-out real vs generated images; bands: 95% bootstrap",
+        fontsize=9,
+    )
     fig.tight_layout()
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
     figures.save(fig, 37, ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))
@@ -725,16 +935,22 @@ def fig_37(ctx, results=None):
 
 def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
     """Supplementary: the same selected runs judged under the original and the corrected protocol."""
-    runs = [r for r in ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"] if r in corrected["runs"]]
+    runs = [
+        r
+        for r in ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"]
+        if r in corrected["runs"]
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
     prov = []
     for ax, (name, res) in zip(axes, [("original", original), ("corrected", corrected)], strict=True):
         prov = _curve_axes(ax, ctx, runs, res, "judge")
         ax.set_title(f"{name} protocol", fontsize=10)
         ax.set_ylabel(JUDGE_YLABEL, fontsize=8)
-    fig.suptitle("Same checkpoints, two protocols: original (train-mode BN, one batch of 128, unmatched value "
-                 "ranges) vs corrected (eval mode, matched ranges, held-out reals, many samples, intervals)",
-                 fontsize=9)
+    fig.suptitle(
+        "Same checkpoints, two protocols: original (train-mode BN, one batch of 128, unmatched value "
+        "ranges) vs corrected (eval mode, matched ranges, held-out reals, many samples, intervals)",
+        fontsize=9,
+    )
     fig.tight_layout()
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
     figures.save(fig, "S1", ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))
@@ -758,8 +974,9 @@ def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__
     panels = [("Training images", real_grid(cfgs[run]))]
     for r, d in dirs.items():
         e = final_epoch(d)
-        panels.append((f"{label(r)}\ndiversity weight {cfgs[r].model.diversity_weight:g}, epoch {e}",
-                       grid_image(d, e)))
+        panels.append(
+            (f"{label(r)}\ndiversity weight {cfgs[r].model.diversity_weight:g}, epoch {e}", grid_image(d, e))
+        )
     for i, (title, img) in enumerate(panels):
         ax = fig.add_subplot(top[0, i])
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
@@ -770,14 +987,21 @@ def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__
     for r, d in dirs.items():
         rd, cfg = RunDir(d), cfgs[r]
         epochs = rd.grid_epochs()
-        fd8[r] = [pooled_fd(real, read_grid(rd.sample_path(e), cfg.data.image_size, cfg.train.n_grid))
-                  for e in epochs]
+        fd8[r] = [
+            pooled_fd(real, read_grid(rd.sample_path(e), cfg.data.image_size, cfg.train.n_grid))
+            for e in epochs
+        ]
         ax_fd.plot(epochs, fd8[r], marker="o", ms=3, label=label(r))
         rows = rd.read_history()
         x = [row["epoch"] for row in rows]
         (line,) = ax_loss.plot(x, [row["loss_g_adv"] for row in rows], label=f"{label(r)}: BCE(D(G(z)), 1)")
-        ax_loss.plot(x, [cfg.model.diversity_weight * row["diversity"] for row in rows], ls="--",
-                     color=line.get_color(), label=f"{label(r)}: weight x diversity")
+        ax_loss.plot(
+            x,
+            [cfg.model.diversity_weight * row["diversity"] for row in rows],
+            ls="--",
+            color=line.get_color(),
+            label=f"{label(r)}: weight x diversity",
+        )
     ax_fd.set_xlabel("Epoch")
     ax_fd.set_ylabel("FD8 vs training images (lower is better)")
     ax_fd.set_title("FD8 of each fixed-noise grid (8x8-pooled pixels)", fontsize=9)
@@ -788,13 +1012,22 @@ def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__
     ax_loss.grid(alpha=0.3)
     ax_loss.legend(fontsize=6)
     c = cfgs[run]
-    fig.suptitle(f"The thesis's diversity loss at {ctx.profile}-profile scale ({c.data.image_size}², h "
-                 f"{c.model.hidden}, lr {c.train.lr:g}, {RunDir(dirs[run]).read_history()[-1]['step']} steps): "
-                 f"last FD8 {fd8[run][-1]:.2f} without it, {fd8[faithful][-1]:.2f} with it", fontsize=10)
+    fig.suptitle(
+        f"The thesis's diversity loss at {ctx.profile}-profile scale ({c.data.image_size}², h "
+        f"{c.model.hidden}, lr {c.train.lr:g}, {RunDir(dirs[run]).read_history()[-1]['step']} steps): "
+        f"last FD8 {fd8[run][-1]:.2f} without it, {fd8[faithful][-1]:.2f} with it",
+        fontsize=10,
+    )
     fig.tight_layout()
-    figures.save(fig, "S2", ctx, runs=[run_info(d, "samples + losses", final_epoch(d)) for d in dirs.values()],
-                 source=describe_data(c), short_source=short_source(c),
-                 extra={"fd8": {r: v[-1] for r, v in fd8.items()}})
+    figures.save(
+        fig,
+        "S2",
+        ctx,
+        runs=[run_info(d, "samples + losses", final_epoch(d)) for d in dirs.values()],
+        source=describe_data(c),
+        short_source=short_source(c),
+        extra={"fd8": {r: v[-1] for r, v in fd8.items()}},
+    )
     return fig
 
 

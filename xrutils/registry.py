@@ -22,7 +22,9 @@ class Family:
     name: str
     config_cls: type[ModelConfig]
     build: Callable[[RunConfig], GenerativeModel]  # the model, on the CPU, initialised from cfg.seed's RNG
-    presets: dict[str, dict[str, Any]]  # preset name -> dotted overrides (thesis values); must hold baseline, tiny
+    presets: dict[
+        str, dict[str, Any]
+    ]  # preset name -> dotted overrides (thesis values); must hold baseline, tiny
     defaults: dict[str, Any] = field(default_factory=dict)  # dotted overrides applied before any preset
     # profile name -> dotted overrides computed from the thesis-scale config (e.g. demo widths)
     profile_overrides: Callable[[str, RunConfig], dict[str, Any]] = lambda profile, cfg: {}

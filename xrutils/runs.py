@@ -175,7 +175,9 @@ class RunDir:
     def update_metrics(self, new: dict[str, Any]) -> dict[str, Any]:
         """Merge ``new`` into metrics.json (top-level keys replaced) and write it atomically."""
         merged = {**self.read_metrics(), **new}
-        atomic_write_text(self.metrics_path, json.dumps(merged, indent=2, sort_keys=True, default=_jsonable) + "\n")
+        atomic_write_text(
+            self.metrics_path, json.dumps(merged, indent=2, sort_keys=True, default=_jsonable) + "\n"
+        )
         return merged
 
     def is_complete(self) -> bool:
@@ -198,10 +200,14 @@ def read_grid(path: str | Path, image_size: int, n: int | None = None) -> torch.
     p, s = GRID_PADDING, image_size
     rows, cols = (a.shape[0] - p) // (s + p), (a.shape[1] - p) // (s + p)
     if rows < 1 or cols < 1 or a.shape != (rows * (s + p) + p, cols * (s + p) + p):
-        raise ValueError(f"{path}: a {a.shape[1]}x{a.shape[0]} image is not a grid of {s}x{s} tiles with "
-                         f"{p}-pixel padding")
-    tiles = [a[p + r * (s + p): p + r * (s + p) + s, p + c * (s + p): p + c * (s + p) + s]
-             for r in range(rows) for c in range(cols)]
+        raise ValueError(
+            f"{path}: a {a.shape[1]}x{a.shape[0]} image is not a grid of {s}x{s} tiles with {p}-pixel padding"
+        )
+    tiles = [
+        a[p + r * (s + p) : p + r * (s + p) + s, p + c * (s + p) : p + c * (s + p) + s]
+        for r in range(rows)
+        for c in range(cols)
+    ]
     if n is not None:
         if n > len(tiles):
             raise ValueError(f"{path}: holds {len(tiles)} tiles, {n} requested")

@@ -79,13 +79,18 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         per_rank_batch = _per_rank_batch(cfg.train.batch_size, info.world_size)
         steps_per_epoch = count_steps(len(images), cfg.train, info.world_size)
         if steps_per_epoch == 0:
-            raise ConfigError(f"no training images: data.source={cfg.data.source!r}, split {cfg.data.split!r}")
+            raise ConfigError(
+                f"no training images: data.source={cfg.data.source!r}, split {cfg.data.split!r}"
+            )
         optimizers = model.configure_optimizers(cfg.train)
         schedulers = make_schedulers(optimizers, cfg.train, cfg.train.epochs * steps_per_epoch)
         ctx = make_step_context(cfg, device, rank=info.rank)
         data_rng = make_generator(cfg.seed, "data")  # CPU: permutation and flips, identical on every rank
-        fixed = (model.fixed_noise(cfg.train.n_grid, make_generator(cfg.seed, "fixed_noise"))
-                 if hasattr(model, "fixed_noise") else None)
+        fixed = (
+            model.fixed_noise(cfg.train.n_grid, make_generator(cfg.seed, "fixed_noise"))
+            if hasattr(model, "fixed_noise")
+            else None
+        )
 
         # -- resume, or start the run folder -----------------------------------------------------------------------
         history: list[dict] = []
@@ -104,12 +109,23 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
             model.train()
             sums: dict[str, float] = {}
             n_steps = n_images = 0
-            epoch_batches = batches(images, per_rank_batch, value_range=model.value_range, generator=data_rng,
-                                    hflip=cfg.data.hflip, rank=info.rank, world_size=info.world_size,
-                                    device=device)
-            bar = tqdm(itertools.islice(epoch_batches, steps_per_epoch), total=steps_per_epoch, leave=False,
-                       desc=f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}",
-                       disable=not (progress and main))
+            epoch_batches = batches(
+                images,
+                per_rank_batch,
+                value_range=model.value_range,
+                generator=data_rng,
+                hflip=cfg.data.hflip,
+                rank=info.rank,
+                world_size=info.world_size,
+                device=device,
+            )
+            bar = tqdm(
+                itertools.islice(epoch_batches, steps_per_epoch),
+                total=steps_per_epoch,
+                leave=False,
+                desc=f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}",
+                disable=not (progress and main),
+            )
             t0 = time.perf_counter()
             for batch in bar:
                 # -- forward / backward / update (inside the family's training_step) ------------------------------
@@ -127,7 +143,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                     raise FloatingPointError(
                         f"non-finite loss at epoch {epoch}, step {step} (step {n_steps + 1} of the epoch): "
                         f"{bad or 'on another process'}; run stopped, checkpoints kept in {rd.checkpoint_dir}: "
-                        f"epochs {rd.checkpoint_epochs()}")
+                        f"epochs {rd.checkpoint_epochs()}"
+                    )
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 n_steps += 1
@@ -139,9 +156,15 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
             # -- end of epoch: history row, sample grid, checkpoint (rank 0 writes) -------------------------------
             means = distributed.mean_over_ranks({k: v / n_steps for k, v in sums.items()}, info)
             total_images = n_images * info.world_size
-            row = {"epoch": epoch, "step": step, **means, "images_per_s": total_images / max(seconds, 1e-9),
-                   "seconds": seconds, "sample_seconds": 0.0,
-                   "lr": next(iter(optimizers.values())).param_groups[0]["lr"]}
+            row = {
+                "epoch": epoch,
+                "step": step,
+                **means,
+                "images_per_s": total_images / max(seconds, 1e-9),
+                "seconds": seconds,
+                "sample_seconds": 0.0,
+                "lr": next(iter(optimizers.values())).param_groups[0]["lr"],
+            }
             history.append(row)
             last = epoch == cfg.train.epochs
             if main:
@@ -150,17 +173,34 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                     # barely trained model and ends at the final one
                     if last or epoch == 1 or epoch % cfg.train.sample_every == 0:
                         t1 = time.perf_counter()
-                        save_grid(fixed_noise_grid(model, cfg, fixed), model.value_range, rd.sample_path(epoch))
+                        save_grid(
+                            fixed_noise_grid(model, cfg, fixed), model.value_range, rd.sample_path(epoch)
+                        )
                         row["sample_seconds"] = time.perf_counter() - t1
                     if last or epoch == 1 or epoch % cfg.train.checkpoint_every == 0:
-                        rd.save_checkpoint(epoch, _checkpoint_state(cfg, epoch, step, model, networks, optimizers,
-                                                                    schedulers, ctx, data_rng, history))
+                        rd.save_checkpoint(
+                            epoch,
+                            _checkpoint_state(
+                                cfg,
+                                epoch,
+                                step,
+                                model,
+                                networks,
+                                optimizers,
+                                schedulers,
+                                ctx,
+                                data_rng,
+                                history,
+                            ),
+                        )
                         if cfg.train.keep_training_state == "last":
                             _strip_older_training_state(rd, epoch)
                 rd.write_history(history)
                 if progress:
-                    tqdm.write(f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}: loss "
-                               f"{row['loss']:.4g}, {row['images_per_s']:.0f} img/s, lr {row['lr']:.3g}")
+                    tqdm.write(
+                        f"{cfg.family}/{cfg.preset} epoch {epoch}/{cfg.train.epochs}: loss "
+                        f"{row['loss']:.4g}, {row['images_per_s']:.0f} img/s, lr {row['lr']:.3g}"
+                    )
             distributed.barrier(info)
         return history
 
@@ -189,8 +229,13 @@ def make_step_context(cfg: RunConfig, device: torch.device, rank: int = 0) -> St
         dtype = None  # config contract: mixed precision applies on CUDA only
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     purpose = "train" if rank == 0 else f"train/rank{rank}"
-    return StepContext(device=device, generator=make_generator(cfg.seed, purpose, device), autocast_dtype=dtype,
-                       scaler=scaler, grad_clip=cfg.train.grad_clip)
+    return StepContext(
+        device=device,
+        generator=make_generator(cfg.seed, purpose, device),
+        autocast_dtype=dtype,
+        scaler=scaler,
+        grad_clip=cfg.train.grad_clip,
+    )
 
 
 def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> float:
@@ -207,9 +252,11 @@ def lr_factor(step: int, schedule: str, warmup_steps: int, total_steps: int) -> 
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
-def make_schedulers(optimizers: dict[str, torch.optim.Optimizer], train_cfg: TrainConfig,
-                    total_steps: int) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
+def make_schedulers(
+    optimizers: dict[str, torch.optim.Optimizer], train_cfg: TrainConfig, total_steps: int
+) -> dict[str, torch.optim.lr_scheduler.LambdaLR]:
     """One LambdaLR per optimizer, stepped once per optimisation step."""
+
     def factor(step: int) -> float:
         return lr_factor(step, train_cfg.lr_schedule, train_cfg.warmup_steps, total_steps)
 
@@ -246,8 +293,9 @@ def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: 
     return Path(path)
 
 
-def load_model(run_dir: str | Path, epoch: int | None = None,
-               device: str | torch.device = "cpu") -> tuple[RunConfig, GenerativeModel]:
+def load_model(
+    run_dir: str | Path, epoch: int | None = None, device: str | torch.device = "cpu"
+) -> tuple[RunConfig, GenerativeModel]:
     """The run's config and its model at ``epoch`` (default: the newest checkpoint), in eval mode on ``device``."""
     rd = RunDir(run_dir)
     cfg = rd.read_config()
@@ -260,8 +308,11 @@ def load_model(run_dir: str | Path, epoch: int | None = None,
 def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between ``cfg`` and a saved config dict, as 'key: saved -> new'."""
     new, old = _flatten(json.loads(cfg.to_json())), _flatten(saved)
-    return [f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}"
-            for k in sorted(set(new) | set(old)) if new.get(k, ...) != old.get(k, ...)]
+    return [
+        f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}"
+        for k in sorted(set(new) | set(old))
+        if new.get(k, ...) != old.get(k, ...)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -285,30 +336,40 @@ def _epochs_done(rd: RunDir, cfg: RunConfig, resume: bool) -> int:
     if not epochs:
         return 0
     if not resume:
-        raise ConfigError(f"{rd.path} already holds checkpoints (epochs {epochs}); resume it (--resume, "
-                          f"resume=True) or choose another run folder")
+        raise ConfigError(
+            f"{rd.path} already holds checkpoints (epochs {epochs}); resume it (--resume, "
+            f"resume=True) or choose another run folder"
+        )
     if not rd.config_path.exists():
         raise ConfigError(f"{rd.path} holds checkpoints but no config.json; cannot check it is the same run")
     diffs = config_differences(cfg, json.loads(rd.config_path.read_text()))
     if diffs:
-        raise ConfigError(f"cannot resume {rd.path}: its config.json differs from the requested config at "
-                          f"{'; '.join(diffs)}. Use the same settings, or another run folder.")
+        raise ConfigError(
+            f"cannot resume {rd.path}: its config.json differs from the requested config at "
+            f"{'; '.join(diffs)}. Use the same settings, or another run folder."
+        )
     return epochs[-1]
 
 
 def _per_rank_batch(batch_size: int, world_size: int) -> int:
     if batch_size % world_size:
-        raise ConfigError(f"train.batch_size={batch_size} is the global batch and must divide evenly over "
-                          f"{world_size} processes")
+        raise ConfigError(
+            f"train.batch_size={batch_size} is the global batch and must divide evenly over "
+            f"{world_size} processes"
+        )
     return batch_size // world_size
 
 
 def _check_images(images: torch.Tensor, model: GenerativeModel, cfg: RunConfig) -> None:
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)")
+        raise ValueError(
+            f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)"
+        )
     if images.shape[-1] != model.image_size or images.shape[-2] != model.image_size:
-        raise ConfigError(f"data.image_size={cfg.data.image_size} gives {tuple(images.shape[-2:])} images but the "
-                          f"{cfg.family} model was built for {model.image_size}x{model.image_size}")
+        raise ConfigError(
+            f"data.image_size={cfg.data.image_size} gives {tuple(images.shape[-2:])} images but the "
+            f"{cfg.family} model was built for {model.image_size}x{model.image_size}"
+        )
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -331,18 +392,34 @@ def _load_networks(model: nn.Module, ckpt: dict) -> None:
     model.load_state_dict({**full, **ckpt.get("model_extra", {})}, strict=True)
 
 
-def _checkpoint_state(cfg: RunConfig, epoch: int, step: int, model: nn.Module, networks: dict[str, nn.Module],
-                      optimizers: dict, schedulers: dict, ctx: StepContext, data_rng: torch.Generator,
-                      history: list[dict]) -> dict:
+def _checkpoint_state(
+    cfg: RunConfig,
+    epoch: int,
+    step: int,
+    model: nn.Module,
+    networks: dict[str, nn.Module],
+    optimizers: dict,
+    schedulers: dict,
+    ctx: StepContext,
+    data_rng: torch.Generator,
+    history: list[dict],
+) -> dict:
     return {
-        "format": CHECKPOINT_FORMAT, "epoch": epoch, "step": step, "config": cfg.to_json(),
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "step": step,
+        "config": cfg.to_json(),
         "networks": {name: net.state_dict() for name, net in networks.items()},
         "model_extra": _extra_state(model, networks),
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
-        "rng": {"global": rng_state(), "train": ctx.generator.get_state(), "train_device": ctx.device.type,
-                "data": data_rng.get_state()},
+        "rng": {
+            "global": rng_state(),
+            "train": ctx.generator.get_state(),
+            "train_device": ctx.device.type,
+            "data": data_rng.get_state(),
+        },
         "history": [dict(row) for row in history],
     }
 
@@ -357,18 +434,29 @@ def _strip_older_training_state(rd: RunDir, newest: int) -> None:
             continue
         ckpt = rd.load_checkpoint(epoch)
         if ckpt.get("resumable", True):
-            rd.save_checkpoint(epoch, {**{k: v for k, v in ckpt.items() if k not in TRAINING_STATE},
-                                       "resumable": False})
+            rd.save_checkpoint(
+                epoch, {**{k: v for k, v in ckpt.items() if k not in TRAINING_STATE}, "resumable": False}
+            )
 
 
-def _restore(ckpt: dict, seed: int, rank: int, model: nn.Module, optimizers: dict, schedulers: dict,
-             ctx: StepContext, data_rng: torch.Generator) -> tuple[int, list[dict]]:
+def _restore(
+    ckpt: dict,
+    seed: int,
+    rank: int,
+    model: nn.Module,
+    optimizers: dict,
+    schedulers: dict,
+    ctx: StepContext,
+    data_rng: torch.Generator,
+) -> tuple[int, list[dict]]:
     """Load a checkpoint into the live objects; return (step, history)."""
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint format {ckpt.get('format')!r} is not {CHECKPOINT_FORMAT}")
     if not ckpt.get("resumable", True):
-        raise ValueError(f"checkpoint of epoch {ckpt['epoch']} holds weights only (train.keep_training_state="
-                         f"'last' keeps the training state in the newest checkpoint); resume from the newest one")
+        raise ValueError(
+            f"checkpoint of epoch {ckpt['epoch']} holds weights only (train.keep_training_state="
+            f"'last' keeps the training state in the newest checkpoint); resume from the newest one"
+        )
     _load_networks(model, ckpt)
     for kind, live in (("optimizers", optimizers), ("schedulers", schedulers)):
         if set(ckpt[kind]) != set(live):

@@ -26,18 +26,28 @@ from xrutils.seeding import make_generator
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train one run (family + preset + profile) into a run folder",
-                       description="Train one run; resumes from the newest checkpoint with --resume.")
+    p = sub.add_parser(
+        "train",
+        help="train one run (family + preset + profile) into a run folder",
+        description="Train one run; resumes from the newest checkpoint with --resume.",
+    )
     _config_args(p, profile_default=None)
-    p.add_argument("--run-dir", type=Path, default=None,
-                   help="run folder (default runs/<profile>/<family>__<preset>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint (the config must equal the saved one)")
+    p.add_argument(
+        "--run-dir", type=Path, default=None, help="run folder (default runs/<profile>/<family>__<preset>)"
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint (the config must equal the saved one)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="sample a grid from a run's checkpoint",
-                       description="Sample N images from a checkpoint and save them as one PNG grid.")
+    p = sub.add_parser(
+        "sample",
+        help="sample a grid from a run's checkpoint",
+        description="Sample N images from a checkpoint and save them as one PNG grid.",
+    )
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (1-based; default: the newest)")
     p.add_argument("--n", type=int, default=64, help="number of images")
@@ -48,8 +58,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("describe", help="print the parameter count of each network as one JSON object",
-                       description="Build a family's networks for a preset and print their parameter counts.")
+    p = sub.add_parser(
+        "describe",
+        help="print the parameter count of each network as one JSON object",
+        description="Build a family's networks for a preset and print their parameter counts.",
+    )
     _config_args(p, profile_default="thesis")
     p.set_defaults(func=cmd_describe)
 
@@ -57,10 +70,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _config_args(p: argparse.ArgumentParser, profile_default: str | None) -> None:
     p.add_argument("--family", required=True, help="gan, vae, pixelcnn or ddpm")
     p.add_argument("--preset", default="baseline")
-    p.add_argument("--profile", default=profile_default, required=profile_default is None,
-                   help=f"one of {list(PROFILE_NAMES)}" + (f" (default {profile_default})" if profile_default else ""))
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. train.lr=1e-5 (repeatable)")
+    p.add_argument(
+        "--profile",
+        default=profile_default,
+        required=profile_default is None,
+        help=f"one of {list(PROFILE_NAMES)}" + (f" (default {profile_default})" if profile_default else ""),
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. train.lr=1e-5 (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=None)
 
 
@@ -102,8 +125,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise ConfigError(f"--sampler/--steps do not apply to family {cfg.family!r}: {e}") from e
         raise
     save_grid(images, model.value_range, args.out)
-    print(json.dumps({"out": str(args.out), "n": args.n, "epoch": epoch, "family": cfg.family, **options,
-                      "seconds": round(time.perf_counter() - t0, 3)}))
+    print(
+        json.dumps(
+            {
+                "out": str(args.out),
+                "n": args.n,
+                "epoch": epoch,
+                "family": cfg.family,
+                **options,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+    )
     return 0
 
 

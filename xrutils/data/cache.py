@@ -31,7 +31,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +106,13 @@ def _read_valid(folder: Path, key: str, size: int, method: str, n_inputs: int) -
     """The manifest of ``folder`` when it describes a complete cache for exactly these inputs, else None."""
     try:
         man = json.loads((folder / "manifest.json").read_text())
-        ok = (man.get("version") == CACHE_VERSION and man.get("inputs_hash") == key and man.get("size") == size
-              and man.get("method") == method and man.get("count") == n_inputs - len(man.get("skipped", [])))
+        ok = (
+            man.get("version") == CACHE_VERSION
+            and man.get("inputs_hash") == key
+            and man.get("size") == size
+            and man.get("method") == method
+            and man.get("count") == n_inputs - len(man.get("skipped", []))
+        )
         if not ok:
             return None
         arr = np.load(folder / "images.npy", mmap_mode="r")
@@ -197,8 +202,9 @@ def cached_images(
     if method not in RESIZE_METHODS:
         raise ValueError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
     if len(names) != len(paths) or not names:
-        raise ValueError(f"cached_images needs equally long, non-empty names and paths "
-                         f"(got {len(names)} and {len(paths)})")
+        raise ValueError(
+            f"cached_images needs equally long, non-empty names and paths (got {len(names)} and {len(paths)})"
+        )
     t0 = time.perf_counter()
     key = inputs_hash(names, paths, size, method)
     folder = Path(root) if root is not None else cache_root()
@@ -216,19 +222,39 @@ def cached_images(
                 man = _build(folder, key, names, paths, size, method, missing, skip_bad, workers, progress)
     skipped = list(man.get("skipped", []))
     if skipped and not skip_bad:
-        raise BadImageError(f"{len(skipped)} image(s) cannot be decoded, e.g. {skipped[:3]} (cache {folder}); "
-                            f"set data.skip_bad=true to train without them")
+        raise BadImageError(
+            f"{len(skipped)} image(s) cannot be decoded, e.g. {skipped[:3]} (cache {folder}); "
+            f"set data.skip_bad=true to train without them"
+        )
     # copy-on-write map: torch accepts it without a read-only warning, and writes never reach the file
     images = np.load(folder / "images.npy", mmap_mode="c")
     bad = set(skipped)
     kept = [i for i, n in enumerate(names) if n not in bad]
-    return CacheResult(path=folder, images=images, kept=kept, skipped=skipped, manifest=man, reused=reused,
-                       seconds=time.perf_counter() - t0, workers=1 if reused else min(workers, len(names)),
-                       missing=missing)
+    return CacheResult(
+        path=folder,
+        images=images,
+        kept=kept,
+        skipped=skipped,
+        manifest=man,
+        reused=reused,
+        seconds=time.perf_counter() - t0,
+        workers=1 if reused else min(workers, len(names)),
+        missing=missing,
+    )
 
 
-def _build(folder: Path, key: str, names: Sequence[str], paths: Sequence[str | Path], size: int, method: str,
-           missing: int, skip_bad: bool, workers: int, progress: bool) -> dict:
+def _build(
+    folder: Path,
+    key: str,
+    names: Sequence[str],
+    paths: Sequence[str | Path],
+    size: int,
+    method: str,
+    missing: int,
+    skip_bad: bool,
+    workers: int,
+    progress: bool,
+) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").unlink(missing_ok=True)  # whatever is here is not valid for these inputs
     _remove_stale_tmp(folder)
@@ -274,10 +300,20 @@ def _build(folder: Path, key: str, names: Sequence[str], paths: Sequence[str | P
     finally:
         tmp.unlink(missing_ok=True)
     man = {
-        "version": CACHE_VERSION, "inputs_hash": key, "size": size, "method": method, "count": n - len(errors),
-        "inputs": n, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "missing": missing,
-        "skipped": [names[i] for i in sorted(errors)], "errors": [errors[i] for i in sorted(errors)][:20],
-        "first": names[0], "last": names[-1],
+        "version": CACHE_VERSION,
+        "inputs_hash": key,
+        "size": size,
+        "method": method,
+        "count": n - len(errors),
+        "inputs": n,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "missing": missing,
+        "skipped": [names[i] for i in sorted(errors)],
+        "errors": [errors[i] for i in sorted(errors)][:20],
+        "first": names[0],
+        "last": names[-1],
     }
-    atomic_write_text(folder / "manifest.json", json.dumps(man, indent=2) + "\n")  # last: marks the cache valid
+    atomic_write_text(
+        folder / "manifest.json", json.dumps(man, indent=2) + "\n"
+    )  # last: marks the cache valid
     return man

@@ -23,11 +23,15 @@ def read_chestmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
     if split not in SPLIT_PARTS:
         raise ValueError(f"split={split!r} is not allowed; expected one of {list(SPLIT_PARTS)}")
     if not str(path):
-        raise FileNotFoundError("data.chestmnist_path is empty; set it to a local chestmnist_<size>.npz "
-                                "(MedMNIST+, e.g. chestmnist_64.npz)")
+        raise FileNotFoundError(
+            "data.chestmnist_path is empty; set it to a local chestmnist_<size>.npz "
+            "(MedMNIST+, e.g. chestmnist_64.npz)"
+        )
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: ChestMNIST file not found (expected a MedMNIST chestmnist_<size>.npz)")
+        raise FileNotFoundError(
+            f"{path}: ChestMNIST file not found (expected a MedMNIST chestmnist_<size>.npz)"
+        )
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -36,16 +40,19 @@ def read_chestmnist(path: str | Path, split: str) -> tuple[np.ndarray, np.ndarra
         need = [f"{p}_{k}" for p in SPLIT_PARTS[split] for k in ("images", "labels")]
         absent = [k for k in need if k not in npz.files]
         if absent:
-            raise ValueError(f"{path}: missing key(s) {absent}; found {sorted(npz.files)} "
-                             f"(a MedMNIST file has train/val/test _images and _labels)")
+            raise ValueError(
+                f"{path}: missing key(s) {absent}; found {sorted(npz.files)} "
+                f"(a MedMNIST file has train/val/test _images and _labels)"
+            )
         images, labels, names = [], [], []
         for part in SPLIT_PARTS[split]:
             x, y = npz[f"{part}_images"], npz[f"{part}_labels"]
             if x.ndim == 4 and x.shape[-1] in (1, 3):  # (N, S, S, C): keep one channel (grey files have C=1)
                 x = x[..., 0]
             if x.ndim != 3 or x.shape[1] != x.shape[2] or x.dtype != np.uint8:
-                raise ValueError(f"{path}: {part}_images has shape {x.shape} dtype {x.dtype}; "
-                                 f"expected uint8 (N, S, S)")
+                raise ValueError(
+                    f"{path}: {part}_images has shape {x.shape} dtype {x.dtype}; expected uint8 (N, S, S)"
+                )
             if y.ndim != 2 or y.shape != (len(x), 14):
                 raise ValueError(f"{path}: {part}_labels has shape {y.shape}; expected ({len(x)}, 14)")
             images.append(x)

@@ -62,8 +62,10 @@ def resolve_root(cfg: DataConfig) -> Path:
             return Path(cfg.root).expanduser()
         env = nih_root_from_env()
         if env is None:
-            raise FileNotFoundError(f"data.source='nih' needs data.root or ${NIH_ROOT_ENV} set to an NIH "
-                                    f"ChestX-ray14 folder (with Data_Entry_2017.csv)")
+            raise FileNotFoundError(
+                f"data.source='nih' needs data.root or ${NIH_ROOT_ENV} set to an NIH "
+                f"ChestX-ray14 folder (with Data_Entry_2017.csv)"
+            )
         return env
     raise ValueError(f"data.source={cfg.source!r} has no root folder")
 
@@ -82,18 +84,32 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
 
     root = resolve_root(cfg)
     index = index_split(root, split, max_images=cfg.max_images)
-    res = cached_images(index.names, index.paths, cfg.image_size, cfg.resize, missing=index.missing,
-                        skip_bad=cfg.skip_bad, progress=progress)
+    res = cached_images(
+        index.names,
+        index.paths,
+        cfg.image_size,
+        cfg.resize,
+        missing=index.missing,
+        skip_bad=cfg.skip_bad,
+        progress=progress,
+    )
     if res.skipped:
-        print(f"[xrutils.data] skipped {len(res.skipped)} undecodable image(s) (data.skip_bad), e.g. "
-              f"{res.skipped[:3]}", file=sys.stderr)
+        print(
+            f"[xrutils.data] skipped {len(res.skipped)} undecodable image(s) (data.skip_bad), e.g. "
+            f"{res.skipped[:3]}",
+            file=sys.stderr,
+        )
     kept = np.asarray(res.kept, dtype=np.int64)
     return ImageSet(
         images=torch.from_numpy(res.images).unsqueeze(1),
         names=[index.names[i] for i in res.kept],
         labels=torch.from_numpy(index.labels[kept]),
         patient_ids=torch.from_numpy(index.patient_ids[kept]),
-        source=cfg.source, root=str(root), split=split, missing=index.missing, skipped=res.skipped,
+        source=cfg.source,
+        root=str(root),
+        split=split,
+        missing=index.missing,
+        skipped=res.skipped,
         cache=str(res.path),
     )
 
@@ -120,8 +136,12 @@ def _load_chestmnist(cfg: DataConfig, split: str) -> ImageSet:
     images = resize_array(images, cfg.image_size, cfg.resize)
     return ImageSet(
         images=torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1),
-        names=names, labels=torch.from_numpy(labels), patient_ids=torch.full((len(names),), -1, dtype=torch.int64),
-        source="chestmnist", root=str(cfg.chestmnist_path), split=split,
+        names=names,
+        labels=torch.from_numpy(labels),
+        patient_ids=torch.full((len(names),), -1, dtype=torch.int64),
+        source="chestmnist",
+        root=str(cfg.chestmnist_path),
+        split=split,
     )
 
 
@@ -144,14 +164,23 @@ def batches(
     permutation is padded (by wrapping around) to a multiple of ``world_size`` and rank r takes every
     ``world_size``-th index from r, so all ranks see the same number of batches and together one epoch.
     """
-    if not isinstance(images_uint8, torch.Tensor) or images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
-        got = f"{images_uint8.dtype} {tuple(images_uint8.shape)}" if isinstance(images_uint8, torch.Tensor) \
+    if (
+        not isinstance(images_uint8, torch.Tensor)
+        or images_uint8.dtype != torch.uint8
+        or images_uint8.ndim != 4
+    ):
+        got = (
+            f"{images_uint8.dtype} {tuple(images_uint8.shape)}"
+            if isinstance(images_uint8, torch.Tensor)
             else type(images_uint8).__name__
+        )
         raise TypeError(f"batches expects a uint8 tensor (N, C, H, W), got {got}")
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size} must be > 0")
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
-        raise TypeError("batches needs a CPU torch.Generator (e.g. xrutils.seeding.make_generator(seed, 'data'))")
+        raise TypeError(
+            "batches needs a CPU torch.Generator (e.g. xrutils.seeding.make_generator(seed, 'data'))"
+        )
     if not (0 <= rank < world_size):
         raise ValueError(f"rank={rank} must be in [0, world_size={world_size})")
     n = images_uint8.shape[0]
@@ -167,11 +196,11 @@ def batches(
         flips = flips[rank::world_size]
     device = torch.device(device)
     for start in range(0, len(perm), batch_size):
-        idx = perm[start:start + batch_size]
+        idx = perm[start : start + batch_size]
         if drop_last and len(idx) < batch_size:
             break
         x = torch.index_select(images_uint8, 0, idx)  # (B, C, H, W) uint8 copy (4x faster than x[idx])
         if flips is not None:
-            f = flips[start:start + batch_size]
+            f = flips[start : start + batch_size]
             x[f] = x[f].flip(-1)
         yield to_range(x.to(device, non_blocking=True), value_range)

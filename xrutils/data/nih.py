@@ -31,15 +31,38 @@ import pandas as pd
 from PIL import Image
 
 LABELS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
-    "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia", "No Finding",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+    "No Finding",
 )
 LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
 CSV_NAMES = ("Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv")  # preference order
-SPLIT_FILES = {"train_val": ("train_val_list.txt",), "test": ("test_list.txt",),
-               "all": ("train_val_list.txt", "test_list.txt")}
-_REQUIRED_COLUMNS = ("Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
-                     "Patient Gender", "View Position")
+SPLIT_FILES = {
+    "train_val": ("train_val_list.txt",),
+    "test": ("test_list.txt",),
+    "all": ("train_val_list.txt", "test_list.txt"),
+}
+_REQUIRED_COLUMNS = (
+    "Image Index",
+    "Finding Labels",
+    "Follow-up #",
+    "Patient ID",
+    "Patient Age",
+    "Patient Gender",
+    "View Position",
+)
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([YMD]?)\s*$", re.IGNORECASE)
 
 
@@ -93,22 +116,26 @@ def _read_metadata_cached(path_str: str, mtime_ns: int, size: int) -> pd.DataFra
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in _REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected the NIH columns "
-                         f"{list(_REQUIRED_COLUMNS)}")
+        raise ValueError(
+            f"{path}: missing column(s) {missing}; expected the NIH columns {list(_REQUIRED_COLUMNS)}"
+        )
     try:
         ages = [_parse_age(a) for a in df["Patient Age"]]
         follow = pd.to_numeric(df["Follow-up #"], errors="raise").astype(np.int64)
         patient = pd.to_numeric(df["Patient ID"], errors="raise").astype(np.int64)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from e
-    out = pd.DataFrame({
-        "labels": df["Finding Labels"].str.strip().to_numpy(),
-        "follow_up": follow.to_numpy(),
-        "patient_id": patient.to_numpy(),
-        "age": np.asarray(ages, dtype=np.int64),
-        "sex": df["Patient Gender"].to_numpy(),
-        "view": df["View Position"].to_numpy(),
-    }, index=pd.Index(df["Image Index"].str.strip(), name="name"))
+    out = pd.DataFrame(
+        {
+            "labels": df["Finding Labels"].str.strip().to_numpy(),
+            "follow_up": follow.to_numpy(),
+            "patient_id": patient.to_numpy(),
+            "age": np.asarray(ages, dtype=np.int64),
+            "sex": df["Patient Gender"].to_numpy(),
+            "view": df["View Position"].to_numpy(),
+        },
+        index=pd.Index(df["Image Index"].str.strip(), name="name"),
+    )
     if out.index.has_duplicates:
         dup = out.index[out.index.duplicated()][:3].tolist()
         raise ValueError(f"{path}: duplicate image names, e.g. {dup}")
@@ -157,10 +184,14 @@ def label_counts(root: str | Path, csv_name: str | None = None) -> pd.DataFrame:
         pos = meta.index.get_indexer(names)
         if (pos < 0).any():
             bad = [n for n, p in zip(names, pos, strict=True) if p < 0][:3]
-            raise ValueError(f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
-                             f"{meta.attrs['path']}, e.g. {bad}")
+            raise ValueError(
+                f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
+                f"{meta.attrs['path']}, e.g. {bad}"
+            )
         counts = hot[pos].sum(axis=0, dtype=np.int64)
-        rows += [{"label": lab, "split": split, "count": int(c)} for lab, c in zip(LABELS, counts, strict=True)]
+        rows += [
+            {"label": lab, "split": split, "count": int(c)} for lab, c in zip(LABELS, counts, strict=True)
+        ]
     return pd.DataFrame(rows, columns=["label", "split", "count"])
 
 
@@ -217,26 +248,37 @@ def index_split(root: str | Path, split: str, *, max_images: int = 0, verbose: b
     pos = meta.index.get_indexer(listed)
     if (pos < 0).any():
         bad = [n for n, p in zip(listed, pos, strict=True) if p < 0][:3]
-        raise ValueError(f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
-                         f"{meta.attrs['path']}, e.g. {bad}")
+        raise ValueError(
+            f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
+            f"{meta.attrs['path']}, e.g. {bad}"
+        )
     on_disk = find_images(root)
     present = [i for i, n in enumerate(listed) if n in on_disk]
     missing = [n for n in listed if n not in on_disk]
     if missing and verbose:
-        print(f"[xrutils.data] {root}: {len(missing)} of {len(listed)} images of split {split!r} are listed but "
-              f"not on disk (e.g. {', '.join(missing[:3])}); using the {len(present)} present", file=sys.stderr)
+        print(
+            f"[xrutils.data] {root}: {len(missing)} of {len(listed)} images of split {split!r} are listed but "
+            f"not on disk (e.g. {', '.join(missing[:3])}); using the {len(present)} present",
+            file=sys.stderr,
+        )
     if not present:
-        raise FileNotFoundError(f"{root}: none of the {len(listed)} images of split {split!r} is on disk "
-                                f"(looked in images/, images_NNN/images/ and the root itself)")
+        raise FileNotFoundError(
+            f"{root}: none of the {len(listed)} images of split {split!r} is on disk "
+            f"(looked in images/, images_NNN/images/ and the root itself)"
+        )
     if max_images > 0:
         present = present[:max_images]
     names = [listed[i] for i in present]
     rows = meta.iloc[pos[present]]
     return NIHIndex(
-        root=str(root), split=split, names=names, paths=[on_disk[n] for n in names],
+        root=str(root),
+        split=split,
+        names=names,
+        paths=[on_disk[n] for n in names],
         labels=multi_hot(rows["labels"], source=meta.attrs["path"]),
         patient_ids=rows["patient_id"].to_numpy(dtype=np.int64),
-        missing=len(missing), missing_examples=missing[:5],
+        missing=len(missing),
+        missing_examples=missing[:5],
     )
 
 
@@ -257,7 +299,9 @@ def to_gray(img: Image.Image, *, source: str = "image") -> Image.Image:
         return Image.fromarray(np.rint(arr / 257.0).astype(np.uint8), mode="L")
     if img.mode in ("1", "P", "RGB", "RGBA", "LA", "RGBX", "CMYK", "YCbCr", "La", "PA"):
         return img.convert("L")
-    raise BadImageError(f"{source}: unsupported pixel mode {img.mode!r}; expected 8- or 16-bit grey, RGB or RGBA")
+    raise BadImageError(
+        f"{source}: unsupported pixel mode {img.mode!r}; expected 8- or 16-bit grey, RGB or RGBA"
+    )
 
 
 def decode_image(path: str | Path) -> Image.Image:

@@ -42,8 +42,10 @@ from xrutils.paths import data_home
 
 PHANTOM_VERSION = 1
 FINDINGS = ("Cardiomegaly", "Effusion", "Nodule", "Pneumothorax")
-CSV_HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-              "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
+CSV_HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],"
+)
 _BANK = 8  # polar vessel textures per dataset
 _BANK_SHAPE = (360, 96)  # (angle bins, radius bins)
 
@@ -92,21 +94,39 @@ def draw_patient(rng: np.random.Generator) -> dict:
     age = int(np.clip(rng.normal(50, 16), 12, 90))
     W = _u(rng, 0.72, 0.85)  # lateral extent of the lungs from the midline
     return {
-        "sex": sex, "age": age, "W": W,
+        "sex": sex,
+        "age": age,
+        "W": W,
         "body": W + _u(rng, 0.14, 0.32),  # half-width of the torso (often wider than the film)
         "soft": _u(rng, 0.85, 1.2),  # soft-tissue thickness
         "air": _u(rng, 0.78, 0.95),  # how well aerated (dark) the lungs are
-        "apex": _u(rng, -0.9, -0.8), "base": _u(rng, 0.42, 0.62),
-        "dome": _u(rng, 0.13, 0.21), "dome_r": _u(rng, 0.03, 0.08),  # right hemidiaphragm higher
-        "med": _u(rng, 0.10, 0.135), "apex_u": _u(rng, 0.26, 0.34),
-        "heart_r": _u(rng, 0.30, 0.38), "heart_l": _u(rng, 0.15, 0.19), "heart_top": _u(rng, 0.42, 0.52),
+        "apex": _u(rng, -0.9, -0.8),
+        "base": _u(rng, 0.42, 0.62),
+        "dome": _u(rng, 0.13, 0.21),
+        "dome_r": _u(rng, 0.03, 0.08),  # right hemidiaphragm higher
+        "med": _u(rng, 0.10, 0.135),
+        "apex_u": _u(rng, 0.26, 0.34),
+        "heart_r": _u(rng, 0.30, 0.38),
+        "heart_l": _u(rng, 0.15, 0.19),
+        "heart_top": _u(rng, 0.42, 0.52),
         "knob": _u(rng, 0.13, 0.17),
-        "rib_n": int(rng.integers(9, 11)), "rib_arc": _u(rng, 0.05, 0.09), "rib_drop": _u(rng, 0.28, 0.42),
-        "rib_w": _u(rng, 0.34, 0.44), "clav_y": _u(rng, 0.1, 0.17), "clav_tilt": _u(rng, 0.04, 0.16),
+        "rib_n": int(rng.integers(9, 11)),
+        "rib_arc": _u(rng, 0.05, 0.09),
+        "rib_drop": _u(rng, 0.28, 0.42),
+        "rib_w": _u(rng, 0.34, 0.44),
+        "clav_y": _u(rng, 0.1, 0.17),
+        "clav_tilt": _u(rng, 0.04, 0.16),
         "bone": _u(rng, 0.85, 1.15) * (0.85 if age > 65 else 1.0),
-        "bank": [int(b) for b in rng.integers(0, _BANK, size=2)], "bank_rot": [_u(rng, -0.3, 0.3) for _ in "lr"],
-        "bubble": bool(rng.random() < 0.75), "bubble_r": _u(rng, 0.05, 0.10),
-        "nodule": (_u(rng, 0.45, 0.85), _u(rng, 0.15, 0.65), float(rng.choice([-1.0, 1.0])), _u(rng, 0.04, 0.065)),
+        "bank": [int(b) for b in rng.integers(0, _BANK, size=2)],
+        "bank_rot": [_u(rng, -0.3, 0.3) for _ in "lr"],
+        "bubble": bool(rng.random() < 0.75),
+        "bubble_r": _u(rng, 0.05, 0.10),
+        "nodule": (
+            _u(rng, 0.45, 0.85),
+            _u(rng, 0.15, 0.65),
+            float(rng.choice([-1.0, 1.0])),
+            _u(rng, 0.04, 0.065),
+        ),
         "findings": {"Cardiomegaly": bool(rng.random() < 0.12), "Nodule": bool(rng.random() < 0.10)},
     }
 
@@ -114,19 +134,35 @@ def draw_patient(rng: np.random.Generator) -> dict:
 def draw_shot(rng: np.random.Generator, patient: dict) -> dict:
     """Pose, inspiration, view, exposure and transient findings of one image."""
     ap = bool(rng.random() < 0.2)
-    findings = {**patient["findings"], "Effusion": bool(rng.random() < 0.14),
-                "Pneumothorax": bool(rng.random() < 0.08)}
+    findings = {
+        **patient["findings"],
+        "Effusion": bool(rng.random() < 0.14),
+        "Pneumothorax": bool(rng.random() < 0.08),
+    }
     return {
-        "view": "AP" if ap else "PA", "findings": findings,
-        "rot": float(rng.normal(0, 0.03)), "dx": float(rng.normal(0, 0.03)), "dy": float(rng.normal(0.0, 0.04)),
-        "scale": _u(rng, 0.9, 1.07), "insp": float(rng.normal(0, 0.03)),
-        "k": _u(rng, 1.3, 2.0), "lo": _u(rng, -0.05, 0.1), "hi": _u(rng, 0.9, 1.12),
-        "gamma": _u(rng, 0.75, 1.4), "heel": float(rng.normal(0, 0.05)), "blur": _u(rng, 0.5, 1.1),
-        "noise": _u(rng, 0.006, 0.025), "arms": bool(rng.random() < 0.5),
-        "marker": bool(rng.random() < 0.45), "marker_side": float(rng.choice([-1.0, 1.0])),
-        "collim": bool(rng.random() < 0.25), "collim_w": [_u(rng, 0.02, 0.10) for _ in range(4)],
-        "eff_side": int(rng.choice([-1, 1, 2])), "eff_h": _u(rng, 0.12, 0.30),
-        "ptx_side": float(rng.choice([-1.0, 1.0])), "ptx_w": _u(rng, 0.08, 0.18),
+        "view": "AP" if ap else "PA",
+        "findings": findings,
+        "rot": float(rng.normal(0, 0.03)),
+        "dx": float(rng.normal(0, 0.03)),
+        "dy": float(rng.normal(0.0, 0.04)),
+        "scale": _u(rng, 0.9, 1.07),
+        "insp": float(rng.normal(0, 0.03)),
+        "k": _u(rng, 1.3, 2.0),
+        "lo": _u(rng, -0.05, 0.1),
+        "hi": _u(rng, 0.9, 1.12),
+        "gamma": _u(rng, 0.75, 1.4),
+        "heel": float(rng.normal(0, 0.05)),
+        "blur": _u(rng, 0.5, 1.1),
+        "noise": _u(rng, 0.006, 0.025),
+        "arms": bool(rng.random() < 0.5),
+        "marker": bool(rng.random() < 0.45),
+        "marker_side": float(rng.choice([-1.0, 1.0])),
+        "collim": bool(rng.random() < 0.25),
+        "collim_w": [_u(rng, 0.02, 0.10) for _ in range(4)],
+        "eff_side": int(rng.choice([-1, 1, 2])),
+        "eff_h": _u(rng, 0.12, 0.30),
+        "ptx_side": float(rng.choice([-1.0, 1.0])),
+        "ptx_w": _u(rng, 0.08, 0.18),
         "seed": int(rng.integers(0, 2**31)),
     }
 
@@ -146,7 +182,7 @@ def _upsample2(a: np.ndarray) -> np.ndarray:
     for axis in (0, 1):
         prev = np.concatenate([a.take([0], axis), a.take(np.arange(a.shape[axis] - 1), axis)], axis)
         nxt = np.concatenate([a.take(np.arange(1, a.shape[axis]), axis), a.take([-1], axis)], axis)
-        out = np.empty(a.shape[:axis] + (2 * a.shape[axis],) + a.shape[axis + 1:], dtype=a.dtype)
+        out = np.empty(a.shape[:axis] + (2 * a.shape[axis],) + a.shape[axis + 1 :], dtype=a.dtype)
         sl = [slice(None)] * 2
         sl[axis] = slice(0, None, 2)
         out[tuple(sl)] = 0.75 * a + 0.25 * prev
@@ -176,12 +212,16 @@ def render(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarray
     img += s["noise"] * (0.4 + img) * nrng.standard_normal(img.shape, dtype=np.float32)
     if s["marker"]:
         mx, my = 0.8 * s["marker_side"], -0.88
-        mk = np.maximum(_sm(0.012 - np.abs(xi - mx), aa) * _sm(0.045 - np.abs(yi - my), aa),
-                        _sm(0.035 - np.abs(xi - mx - 0.025), aa) * _sm(0.011 - np.abs(yi - my - 0.035), aa))
+        mk = np.maximum(
+            _sm(0.012 - np.abs(xi - mx), aa) * _sm(0.045 - np.abs(yi - my), aa),
+            _sm(0.035 - np.abs(xi - mx - 0.025), aa) * _sm(0.011 - np.abs(yi - my - 0.035), aa),
+        )
         img = np.maximum(img, 0.97 * mk)
     if s["collim"]:
         le, ri_, to, bo = s["collim_w"]
-        keep = _sm(xi + 1 - le, aa) * _sm(1 - ri_ - xi, aa) * _sm(yi + 1 - to / 2, aa) * _sm(1 - bo / 2 - yi, aa)
+        keep = (
+            _sm(xi + 1 - le, aa) * _sm(1 - ri_ - xi, aa) * _sm(yi + 1 - to / 2, aa) * _sm(1 - bo / 2 - yi, aa)
+        )
         img = img * keep
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
@@ -191,7 +231,9 @@ def density(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarra
     p, s, f = patient, shot, shot["findings"]
     xi, yi = _grid(size)
     c, sn, sc = np.cos(s["rot"]), np.sin(s["rot"]), s["scale"]
-    x = ((xi - s["dx"]) * (c / sc) + (yi - s["dy"]) * (sn / sc)).astype(np.float32)  # body frame (pose undone)
+    x = ((xi - s["dx"]) * (c / sc) + (yi - s["dy"]) * (sn / sc)).astype(
+        np.float32
+    )  # body frame (pose undone)
     y = ((yi - s["dy"]) * (c / sc) - (xi - s["dx"]) * (sn / sc)).astype(np.float32)
     right = x > 0  # image right = patient's left
     u = np.abs(x)  # distance from the midline
@@ -201,7 +243,9 @@ def density(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarra
 
     # 1. body: soft-tissue cylinder, neck and shoulders (dark air only in the upper corners), arms, breasts
     bw = p["body"] * (1.0 - 0.05 * (y - 0.1) ** 2)  # slightly barrel-shaped trunk
-    top = -1.0 + 0.4 * (u * (1.0 / p["body"])) ** 2 - 0.25 * np.exp(-((u * (1.0 / 0.22)) ** 4))  # neck, shoulders
+    top = (
+        -1.0 + 0.4 * (u * (1.0 / p["body"])) ** 2 - 0.25 * np.exp(-((u * (1.0 / 0.22)) ** 4))
+    )  # neck, shoulders
     body = _sm(bw - u, 0.06) * _sm(y - top, 0.06)
     D = 1.3 * soft * np.sqrt(np.clip(1.0 - (x / (bw + 0.02)) ** 2, 0.0, 1.0)) * body
     D *= 0.7 + 0.3 * _sm(y + 0.7, 0.4)  # neck and shoulders are thinner than the chest
@@ -271,7 +315,9 @@ def density(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarra
         edge = u_lat - s["ptx_w"] * (1.0 - 0.6 * np.clip(t, 0.0, 1.0))
         ptx = on * _sm(u - edge, aa * 2) * _sm(0.85 - t, 0.1)
         markings *= 1.0 - ptx
-        air = air * (1.0 - 0.2 * on * (1.0 - ptx)) + 0.2 * ptx * lung  # collapsed lung denser, free air darker
+        air = (
+            air * (1.0 - 0.2 * on * (1.0 - ptx)) + 0.2 * ptx * lung
+        )  # collapsed lung denser, free air darker
         D += 0.12 * on * lung * _sm(0.01 - np.abs(u - edge), aa) * _sm(0.85 - t, 0.1)  # visceral pleural line
     D -= p["air"] * soft * air
     D += 0.3 * markings * lung
@@ -297,7 +343,12 @@ def density(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarra
     v = y - (apex - 0.03) + p["rib_arc"] * np.sin(np.pi * 0.7 * np.minimum(ur, 1.0)) - p["rib_drop"] * ur * ur
     phase = n_rib * np.clip(v * (1.0 / span), 0.0, None) ** 0.85
     fr = phase - np.floor(phase) - 0.5
-    cage = _sm(u_lat + 0.07 - u, 0.04) * _sm(u - 0.07, 0.03) * _sm(n_rib - phase, 0.3) * _sm(dome + 0.1 - y, 0.15)
+    cage = (
+        _sm(u_lat + 0.07 - u, 0.04)
+        * _sm(u - 0.07, 0.03)
+        * _sm(n_rib - phase, 0.3)
+        * _sm(dome + 0.1 - y, 0.15)
+    )
     bone += 0.09 * _band(fr, p["rib_w"] * 0.5) * cage
     va = y - (apex + 0.1) - 0.6 * (W - u)
     pha = (n_rib - 3) * np.clip(va * (1.0 / span), 0.0, None) ** 0.9
@@ -307,7 +358,9 @@ def density(patient: dict, shot: dict, size: int, bank: np.ndarray) -> np.ndarra
     cy = apex + p["clav_y"] - (0.05 if ap else 0.0) - p["clav_tilt"] * u  # clavicles rise laterally
     cy += 0.04 * np.sin(np.pi * np.clip(u * 1.5, 0.0, 1.0))
     bone += 0.4 * _band(y - cy, 0.04, rim=0.5) * _sm(u - 0.07, 0.03) * _sm(0.85 - u, 0.08)
-    hum = 1.0 - ((u - p["body"] + 0.06) * 6.0) ** 2 - ((y - top - 0.14) * 6.0) ** 2  # humeral heads at the corners
+    hum = (
+        1.0 - ((u - p["body"] + 0.06) * 6.0) ** 2 - ((y - top - 0.14) * 6.0) ** 2
+    )  # humeral heads at the corners
     bone += 0.2 * _sm(hum, 0.6)
     D += p["bone"] * bone * body
 
@@ -352,7 +405,9 @@ def phantom_image(seed: int, patient: int, follow_up: int = 0, size: int = 256) 
     return _render_one((seed, patient, follow_up, size))[0]
 
 
-def make_phantom(out_dir: str | Path, n: int, seed: int, size: int = 256, *, workers: int | None = None) -> Path:
+def make_phantom(
+    out_dir: str | Path, n: int, seed: int, size: int = 256, *, workers: int | None = None
+) -> Path:
     """Write ``n`` phantom radiographs in NIH layout into ``out_dir`` (created; must not hold a dataset yet).
 
     ``images/<patient:08d>_<follow_up:03d>.png`` (8-bit grey, ``size``²), ``Data_Entry_2017.csv`` in the 2017
@@ -389,7 +444,9 @@ def make_phantom(out_dir: str | Path, n: int, seed: int, size: int = 256, *, wor
         n_test += per[int(pt)]
     names = [r[0] for r in rows]
     in_test = [pt in test for _, pt, _, _ in jobs]
-    (out / "train_val_list.txt").write_text("".join(f"{nm}\n" for nm, t in zip(names, in_test, strict=True) if not t))
+    (out / "train_val_list.txt").write_text(
+        "".join(f"{nm}\n" for nm, t in zip(names, in_test, strict=True) if not t)
+    )
     (out / "test_list.txt").write_text("".join(f"{nm}\n" for nm, t in zip(names, in_test, strict=True) if t))
     info = {"version": PHANTOM_VERSION, "n": n, "seed": seed, "size": size, "patients": len(patients)}
     (out / "phantom.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -406,8 +463,10 @@ def _write_one(arg: tuple[tuple[int, int, int, int], str]) -> tuple[str, str]:
     found = [k for k in FINDINGS if shot["findings"][k]]
     labels = "|".join(found) if found else "No Finding"
     age = min(pat["age"] + follow // 2, 99)
-    row = (f"{name},{labels},{follow:03d},{patient:08d},{age:03d}Y,{pat['sex']},{shot['view']},"
-           f"{size},{size},0.143,0.143")
+    row = (
+        f"{name},{labels},{follow:03d},{patient:08d},{age:03d}Y,{pat['sex']},{shot['view']},"
+        f"{size},{size},0.143,0.143"
+    )
     return name, row
 
 
@@ -425,8 +484,10 @@ def ensure_phantom(root: str | Path, n: int, seed: int, size: int = 256) -> Path
     if (root / "Data_Entry_2017.csv").exists():
         return root
     if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root}: exists but holds no complete phantom dataset (no Data_Entry_2017.csv); "
-                              f"remove it to regenerate")
+        raise FileExistsError(
+            f"{root}: exists but holds no complete phantom dataset (no Data_Entry_2017.csv); "
+            f"remove it to regenerate"
+        )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     try:

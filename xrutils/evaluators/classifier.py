@@ -48,8 +48,12 @@ class SimpleCNN(nn.Module):
             raise ValueError(f"SimpleCNN needs an image size divisible by 4, got {image_size}")
         self.image_size = image_size
         self.features = nn.Sequential(
-            nn.Conv2d(1, 32, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),  # (B, 32, S/2, S/2)
-            nn.Conv2d(32, 64, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(2, 2),  # (B, 64, S/4, S/4)
+            nn.Conv2d(1, 32, 3, 1, 1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),  # (B, 32, S/2, S/2)
+            nn.Conv2d(32, 64, 3, 1, 1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, 2),  # (B, 64, S/4, S/4)
         )
         self.fc1 = nn.Linear(64 * (image_size // 4) ** 2, 128)
         self.fc2 = nn.Linear(128, 1)
@@ -86,7 +90,7 @@ def predict_proba(model: SimpleCNN, x: torch.Tensor, *, batch_size: int = 256) -
     out = []
     with eval_mode(model):
         for i in range(0, x.shape[0], batch_size):
-            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
+            out.append(model(x[i : i + batch_size].to(device)).float().cpu())
     return torch.cat(out).double().numpy()
 
 
@@ -103,21 +107,34 @@ def _split(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tens
     perm = torch.randperm(n, generator=generator)
     n_test = max(1, round(0.2 * n))
     n_val = max(1, round(0.2 * n))
-    return perm[n_test + n_val:], perm[n_test:n_test + n_val], perm[:n_test]
+    return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
 
 
-def train_classifier(reals_uint8: torch.Tensor, fakes_uint8: torch.Tensor, *, epochs: int, lr: float = 1e-3,
-                     seed: int = 0, device: str | torch.device = "cpu",
-                     batch_size: int = CLASSIFIER_BATCH) -> ClassifierReport:
+def train_classifier(
+    reals_uint8: torch.Tensor,
+    fakes_uint8: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int = CLASSIFIER_BATCH,
+) -> ClassifierReport:
     """Train SimpleCNN on real (1) vs generated (0) uint8 images; the two sets must be equally large (balanced)."""
     if reals_uint8.shape[1:] != fakes_uint8.shape[1:]:
-        raise ValueError(f"real images {tuple(reals_uint8.shape[1:])} and generated images "
-                         f"{tuple(fakes_uint8.shape[1:])} differ in shape")
+        raise ValueError(
+            f"real images {tuple(reals_uint8.shape[1:])} and generated images "
+            f"{tuple(fakes_uint8.shape[1:])} differ in shape"
+        )
     if reals_uint8.shape[0] != fakes_uint8.shape[0]:
-        raise ValueError(f"unbalanced classifier data: {reals_uint8.shape[0]} real vs {fakes_uint8.shape[0]} "
-                         "generated images; give as many of each")
+        raise ValueError(
+            f"unbalanced classifier data: {reals_uint8.shape[0]} real vs {fakes_uint8.shape[0]} "
+            "generated images; give as many of each"
+        )
     if reals_uint8.shape[0] < 3:
-        raise ValueError(f"too few images to train, validate and test a classifier: {reals_uint8.shape[0]} per class")
+        raise ValueError(
+            f"too few images to train, validate and test a classifier: {reals_uint8.shape[0]} per class"
+        )
     size = reals_uint8.shape[-1]
     g = torch.Generator().manual_seed(seed)
     torch_state = torch.get_rng_state()
@@ -142,7 +159,7 @@ def train_classifier(reals_uint8: torch.Tensor, fakes_uint8: torch.Tensor, *, ep
         perm = torch.randperm(x_tr.shape[0], generator=g)
         total = 0.0
         for i in range(0, perm.numel(), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i : i + batch_size]
             p = model(x_tr[idx].to(device))
             loss = F.binary_cross_entropy(p, y_tr[idx].to(device))
             opt.zero_grad(set_to_none=True)
@@ -152,8 +169,14 @@ def train_classifier(reals_uint8: torch.Tensor, fakes_uint8: torch.Tensor, *, ep
         p_val = predict_proba(model, data["val"][0])
         y_val = data["val"][1].double().numpy()
         val_loss = float(F.binary_cross_entropy(torch.from_numpy(p_val), torch.from_numpy(y_val)))
-        history.append({"epoch": epoch, "train_loss": total / perm.numel(), "val_loss": val_loss,
-                        "val_accuracy": float(np.mean((p_val > 0.5) == (y_val > 0.5)))})
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": total / perm.numel(),
+                "val_loss": val_loss,
+                "val_accuracy": float(np.mean((p_val > 0.5) == (y_val > 0.5))),
+            }
+        )
         if val_loss < best[0]:
             best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
     model.load_state_dict(best[2])
@@ -164,15 +187,21 @@ def train_classifier(reals_uint8: torch.Tensor, fakes_uint8: torch.Tensor, *, ep
     p_val = predict_proba(model, data["val"][0])
     y_val = data["val"][1].numpy()
     return ClassifierReport(
-        model=model, image_size=size,
+        model=model,
+        image_size=size,
         test_accuracy=float(np.mean((p_test > 0.5) == (y_test > 0.5))),
         roc_auc=float(roc_auc_score(y_test, p_test)),
         val_accuracy=float(np.mean((p_val > 0.5) == (y_val > 0.5))),
-        best_epoch=best[1], n_train=int(x_tr.shape[0]), n_val=int(y_val.size), n_test=int(y_test.size),
+        best_epoch=best[1],
+        n_train=int(x_tr.shape[0]),
+        n_val=int(y_val.size),
+        n_test=int(y_test.size),
         history=history,
     )
 
 
-def classifier_score(model: SimpleCNN, fakes_uint8: torch.Tensor, *, n_boot: int, seed: int = 0) -> dict[str, float]:
+def classifier_score(
+    model: SimpleCNN, fakes_uint8: torch.Tensor, *, n_boot: int, seed: int = 0
+) -> dict[str, float]:
     """Mean P(real) over generated images, with a bootstrap interval: ``{"value", "lo", "hi", "n"}``."""
     return bootstrap_mean(predict_proba(model, as_classifier_input(fakes_uint8)), n_boot=n_boot, seed=seed)

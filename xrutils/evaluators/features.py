@@ -52,16 +52,24 @@ class XrayEncoder(nn.Module):
         super().__init__()
         self.image_size = image_size
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, 32, S/2, S/2)
-            nn.Conv2d(32, 64, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, 64, S/4, S/4)
-            nn.Conv2d(64, 128, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, 128, S/8, S/8)
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),  # (B, 2048): keeps the coarse layout (lungs, heart, borders)
+            nn.Conv2d(1, 32, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # (B, 32, S/2, S/2)
+            nn.Conv2d(32, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # (B, 64, S/4, S/4)
+            nn.Conv2d(64, 128, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # (B, 128, S/8, S/8)
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),  # (B, 2048): keeps the coarse layout (lungs, heart, borders)
             nn.Linear(128 * 16, dim),
         )
         self.decoder = nn.Sequential(
-            nn.Linear(dim, 128 * 16), nn.Unflatten(1, (128, 4, 4)), nn.LeakyReLU(0.2),
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, 64, 8, 8)
-            nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.LeakyReLU(0.2),  # (B, 32, 16, 16)
+            nn.Linear(dim, 128 * 16),
+            nn.Unflatten(1, (128, 4, 4)),
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(128, 64, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # (B, 64, 8, 8)
+            nn.ConvTranspose2d(64, 32, 4, 2, 1),
+            nn.LeakyReLU(0.2),  # (B, 32, 16, 16)
         )
         self.head = nn.Conv2d(32, 1, 3, 1, 1)
 
@@ -74,12 +82,15 @@ class XrayEncoder(nn.Module):
         return torch.tanh(self.head(h))
 
 
-def train_encoder(train_uint8: torch.Tensor, *, epochs: int, seed: int = 0,
-                  device: str | torch.device = "cpu") -> XrayEncoder:
+def train_encoder(
+    train_uint8: torch.Tensor, *, epochs: int, seed: int = 0, device: str | torch.device = "cpu"
+) -> XrayEncoder:
     """Fit the auto-encoder (MSE reconstruction, Adam) on real training images; returns it in eval mode."""
     if train_uint8.ndim != 4 or train_uint8.shape[1] != 1 or train_uint8.dtype != torch.uint8:
-        raise ValueError(f"train_encoder expects uint8 images (N, 1, S, S), got {train_uint8.dtype} "
-                         f"{tuple(train_uint8.shape)}")
+        raise ValueError(
+            f"train_encoder expects uint8 images (N, 1, S, S), got {train_uint8.dtype} "
+            f"{tuple(train_uint8.shape)}"
+        )
     if train_uint8.shape[0] < 2:
         raise ValueError(f"train_encoder needs at least 2 real training images, got {train_uint8.shape[0]}")
     g = torch.Generator().manual_seed(seed)
@@ -93,7 +104,7 @@ def train_encoder(train_uint8: torch.Tensor, *, epochs: int, seed: int = 0,
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, ENCODER_BATCH):
-            x = to_range(train_uint8[perm[i:i + ENCODER_BATCH]], GAN_RANGE).to(device)
+            x = to_range(train_uint8[perm[i : i + ENCODER_BATCH]], GAN_RANGE).to(device)
             loss = F.mse_loss(enc(x), x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -111,8 +122,13 @@ class FeatureExtractor:
 
     name = f"xray-ae-v{ENCODER_VERSION}-{FEATURE_DIM}d"
 
-    def __init__(self, encoder: XrayEncoder, cache_dir: Path | None = None, device: str | torch.device = "cpu",
-                 batch_size: int = 256):
+    def __init__(
+        self,
+        encoder: XrayEncoder,
+        cache_dir: Path | None = None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 256,
+    ):
         self.encoder = encoder.to(device).eval()
         self.cache_dir = cache_dir
         self.device = torch.device(device)
@@ -124,12 +140,14 @@ class FeatureExtractor:
 
     def features(self, images_uint8: torch.Tensor) -> np.ndarray:
         if images_uint8.dtype != torch.uint8 or images_uint8.shape[-1] != self.image_size:
-            raise ValueError(f"feature extractor for {self.image_size}x{self.image_size} got {images_uint8.dtype} "
-                             f"images of shape {tuple(images_uint8.shape)}")
+            raise ValueError(
+                f"feature extractor for {self.image_size}x{self.image_size} got {images_uint8.dtype} "
+                f"images of shape {tuple(images_uint8.shape)}"
+            )
         out = []
         with eval_mode(self.encoder):
             for i in range(0, images_uint8.shape[0], self.batch_size):
-                x = to_range(images_uint8[i:i + self.batch_size], GAN_RANGE).to(self.device)
+                x = to_range(images_uint8[i : i + self.batch_size], GAN_RANGE).to(self.device)
                 out.append(self.encoder.encode(x).double().cpu())
         return torch.cat(out).numpy()
 
@@ -142,16 +160,24 @@ class FeatureExtractor:
             feats = np.load(path)
             if feats.shape == (images_uint8.shape[0], FEATURE_DIM):
                 return feats
-            raise ValueError(f"{path}: cached features have shape {feats.shape}; expected "
-                             f"{(images_uint8.shape[0], FEATURE_DIM)}. Delete the file to recompute them.")
+            raise ValueError(
+                f"{path}: cached features have shape {feats.shape}; expected "
+                f"{(images_uint8.shape[0], FEATURE_DIM)}. Delete the file to recompute them."
+            )
         feats = self.features(images_uint8)
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, feats)
         return feats
 
 
-def feature_extractor(train_uint8: torch.Tensor, *, epochs: int, seed: int = 0, device: str | torch.device = "cpu",
-                      cache_root: Path | None = None) -> FeatureExtractor:
+def feature_extractor(
+    train_uint8: torch.Tensor,
+    *,
+    epochs: int,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    cache_root: Path | None = None,
+) -> FeatureExtractor:
     """The X-ray encoder for these real training images: loaded from the cache, or trained once and cached."""
     root = Path(cache_root) if cache_root is not None else data_home() / "cache" / "eval_features"
     key = f"{FeatureExtractor.name}_s{train_uint8.shape[-1]}_e{epochs}_seed{seed}_{images_hash(train_uint8)}"
@@ -178,8 +204,10 @@ class InceptionFeatures:
     def __init__(self, path: str | Path, device: str | torch.device = "cpu", batch_size: int = 64):
         path = Path(path).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"eval.inception_weights={str(path)!r}: no such file (weights are never "
-                                    "downloaded; point the setting at a local TorchScript file or leave it empty)")
+            raise FileNotFoundError(
+                f"eval.inception_weights={str(path)!r}: no such file (weights are never "
+                "downloaded; point the setting at a local TorchScript file or leave it empty)"
+            )
         try:
             if path.suffix == ".pt2":
                 self.net = torch.export.load(str(path)).module().to(device)
@@ -189,8 +217,10 @@ class InceptionFeatures:
                     warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.load.*")
                     self.net = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError) as e:
-            raise ValueError(f"eval.inception_weights={str(path)!r} is neither a TorchScript module nor a "
-                             f"torch.export program (.pt2): {e}") from e
+            raise ValueError(
+                f"eval.inception_weights={str(path)!r} is neither a TorchScript module nor a "
+                f"torch.export program (.pt2): {e}"
+            ) from e
         self.path = str(path)
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -199,8 +229,10 @@ class InceptionFeatures:
         out = []
         with torch.no_grad():
             for i in range(0, images_uint8.shape[0], self.batch_size):
-                x = to_range(images_uint8[i:i + self.batch_size], UNIT_RANGE).to(self.device)
-                x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+                x = to_range(images_uint8[i : i + self.batch_size], UNIT_RANGE).to(self.device)
+                x = F.interpolate(
+                    x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+                )
                 f = self.net(x.repeat(1, 3, 1, 1))
                 f = f[0] if isinstance(f, (tuple, list)) else f
                 out.append(f.reshape(f.shape[0], -1).double().cpu())

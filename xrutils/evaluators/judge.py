@@ -44,8 +44,12 @@ from xrutils.runs import RunDir
 class Quirks:
     """The original protocol's deviations, each on its own switch (all off = the corrected protocol)."""
 
-    train_mode_bn: bool = False  # D in train mode: BatchNorm normalises each single-source batch by its own stats
-    single_batch: bool = False  # one batch of eval.batch_size per point, a fresh random real batch every epoch
+    train_mode_bn: bool = (
+        False  # D in train mode: BatchNorm normalises each single-source batch by its own stats
+    )
+    single_batch: bool = (
+        False  # one batch of eval.batch_size per point, a fresh random real batch every epoch
+    )
     unmatched_range: bool = False  # fakes in the family's own range ([0, 1] for VAE/PixelCNN/DDPM)
     train_split_reals: bool = False  # real images from the training split instead of the held-out test split
 
@@ -57,7 +61,9 @@ class Quirks:
             return cls()
         if protocol == "original":
             return cls(True, True, True, True)
-        raise ValueError(f"protocol={protocol!r} is not allowed; expected 'corrected', 'original' or a Quirks")
+        raise ValueError(
+            f"protocol={protocol!r} is not allowed; expected 'corrected', 'original' or a Quirks"
+        )
 
     @classmethod
     def only(cls, names: list[str]) -> Quirks:
@@ -96,8 +102,15 @@ def judging_mode(d: nn.Module, train_mode_bn: bool) -> Iterator[None]:
         d.train(was_training)
 
 
-def bce_terms(d: nn.Module, x: torch.Tensor, target: float, *, batch_size: int, train_mode_bn: bool = False,
-              device: str | torch.device | None = None) -> np.ndarray:
+def bce_terms(
+    d: nn.Module,
+    x: torch.Tensor,
+    target: float,
+    *,
+    batch_size: int,
+    train_mode_bn: bool = False,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
     """Per-image ``BCE(D(x), target)`` (log clamped at -100, as PyTorch's BCELoss), in batches of ``batch_size``.
 
     In train mode each batch is normalised by its own statistics, so the terms depend on the batching, as in the
@@ -107,7 +120,7 @@ def bce_terms(d: nn.Module, x: torch.Tensor, target: float, *, batch_size: int, 
     out = []
     with judging_mode(d, train_mode_bn):
         for i in range(0, x.shape[0], batch_size):
-            xb = x[i:i + batch_size].to(device)
+            xb = x[i : i + batch_size].to(device)
             p = d(xb).reshape(-1).float()
             if p.shape[0] != xb.shape[0]:
                 raise ValueError(f"discriminator returned {p.shape[0]} outputs for a batch of {xb.shape[0]}")
@@ -137,50 +150,76 @@ class Judge:
             raise ValueError(f"judge {run.path} is a {cfg.family!r} run; the judge must be a 'gan' run")
         epochs = run.checkpoint_epochs()
         if cfg.train.epochs not in epochs:
-            raise ValueError(f"judge {run.path} is not complete: its config trains {cfg.train.epochs} epochs but the "
-                             f"checkpoints on disk are {epochs}; the judge is the final-epoch discriminator")
+            raise ValueError(
+                f"judge {run.path} is not complete: its config trains {cfg.train.epochs} epochs but the "
+                f"checkpoints on disk are {epochs}; the judge is the final-epoch discriminator"
+            )
         _, model = load_model(run.path, cfg.train.epochs, device=device)
         d = model.discriminator
         d.eval()
         for p in d.parameters():
             p.requires_grad_(False)
-        return cls(d, cfg.data.image_size, tuple(model.value_range), str(run.path), cfg.train.epochs, cfg.data)
+        return cls(
+            d, cfg.data.image_size, tuple(model.value_range), str(run.path), cfg.train.epochs, cfg.data
+        )
 
     def check_size(self, image_size: int, what: str) -> None:
         if image_size != self.image_size:
-            raise ValueError(f"{what} has image size {image_size} but the judge {self.run_dir or '(given)'} judges "
-                             f"{self.image_size}x{self.image_size} images; give a GAN judge trained at {image_size}")
+            raise ValueError(
+                f"{what} has image size {image_size} but the judge {self.run_dir or '(given)'} judges "
+                f"{self.image_size}x{self.image_size} images; give a GAN judge trained at {image_size}"
+            )
 
     # -- the two terms ---------------------------------------------------------------------------------------------
     def prepare(self, x: torch.Tensor, src_range: Range, quirks: Quirks) -> torch.Tensor:
         """Float images in ``src_range`` -> D's input: mapped into D's range, or left as they are (original)."""
         return x if quirks.unmatched_range else convert(x, src_range, self.value_range)
 
-    def real_terms(self, reals_uint8: torch.Tensor, quirks: Quirks, *, batch_size: int,
-                   generator: torch.Generator | None = None) -> np.ndarray:
+    def real_terms(
+        self,
+        reals_uint8: torch.Tensor,
+        quirks: Quirks,
+        *,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
         """Per-image ``BCE(D(real), 1)``: over every given real image, or one random batch (single_batch)."""
         if quirks.single_batch:
             perm = torch.randperm(reals_uint8.shape[0], generator=generator)[:batch_size]
             reals_uint8 = reals_uint8[perm]
         x = to_range(reals_uint8, self.value_range)
-        return bce_terms(self.discriminator, x, 1.0, batch_size=batch_size, train_mode_bn=quirks.train_mode_bn)
+        return bce_terms(
+            self.discriminator, x, 1.0, batch_size=batch_size, train_mode_bn=quirks.train_mode_bn
+        )
 
-    def fake_terms(self, fakes: torch.Tensor, src_range: Range, quirks: Quirks, *, batch_size: int) -> np.ndarray:
+    def fake_terms(
+        self, fakes: torch.Tensor, src_range: Range, quirks: Quirks, *, batch_size: int
+    ) -> np.ndarray:
         """Per-image ``BCE(D(fake), 0)`` for float fakes in ``src_range`` (uint8 fakes are read as ``src_range``)."""
         if fakes.dtype == torch.uint8:
             fakes = to_range(fakes, src_range)
         if quirks.single_batch:
             fakes = fakes[:batch_size]
         x = self.prepare(fakes, src_range, quirks)
-        return bce_terms(self.discriminator, x, 0.0, batch_size=batch_size, train_mode_bn=quirks.train_mode_bn)
+        return bce_terms(
+            self.discriminator, x, 0.0, batch_size=batch_size, train_mode_bn=quirks.train_mode_bn
+        )
 
 
-def judge_point(real: np.ndarray, fake: np.ndarray, *, n_boot: int, seed: int,
-                real_replicates: np.ndarray | None = None) -> dict[str, float]:
+def judge_point(
+    real: np.ndarray, fake: np.ndarray, *, n_boot: int, seed: int, real_replicates: np.ndarray | None = None
+) -> dict[str, float]:
     """One point of the curve: ``mean(real) + mean(fake)`` with its bootstrap interval and both terms."""
     ci = bootstrap_sum_of_means(real, fake, n_boot=n_boot, seed=seed, a_replicates=real_replicates)
-    return {"score": ci["value"], "lo": ci["lo"], "hi": ci["hi"], "real_term": float(np.mean(real)),
-            "fake_term": float(np.mean(fake)), "n_real": int(real.size), "n_fake": int(fake.size)}
+    return {
+        "score": ci["value"],
+        "lo": ci["lo"],
+        "hi": ci["hi"],
+        "real_term": float(np.mean(real)),
+        "fake_term": float(np.mean(fake)),
+        "n_real": int(real.size),
+        "n_fake": int(fake.size),
+    }
 
 
 def real_batch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -188,10 +227,20 @@ def real_batch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
-def score_curve(judge: Judge, epochs: list[int], fakes_by_epoch: dict[int, torch.Tensor], src_range: Range,
-                quirks: Quirks, *, reals_uint8: torch.Tensor, batch_size: int, n_boot: int, seed: int = 0,
-                fixed_real: np.ndarray | None = None,
-                terms_out: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict[str, Any]:
+def score_curve(
+    judge: Judge,
+    epochs: list[int],
+    fakes_by_epoch: dict[int, torch.Tensor],
+    src_range: Range,
+    quirks: Quirks,
+    *,
+    reals_uint8: torch.Tensor,
+    batch_size: int,
+    n_boot: int,
+    seed: int = 0,
+    fixed_real: np.ndarray | None = None,
+    terms_out: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, Any]:
     """The judge curve of one run: per epoch score, interval and both terms.
 
     ``fixed_real`` (per-image real terms computed once for this judge) is used unless ``quirks.single_batch`` asks
@@ -207,8 +256,9 @@ def score_curve(judge: Judge, epochs: list[int], fakes_by_epoch: dict[int, torch
         real_reps = mean_replicates(fixed_real, n_boot, seed)
     for e in epochs:
         if quirks.single_batch:
-            real = judge.real_terms(reals_uint8, quirks, batch_size=batch_size,
-                                    generator=real_batch_generator(seed, e))
+            real = judge.real_terms(
+                reals_uint8, quirks, batch_size=batch_size, generator=real_batch_generator(seed, e)
+            )
             reps = None
         else:
             real, reps = fixed_real, real_reps

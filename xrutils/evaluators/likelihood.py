@@ -24,19 +24,22 @@ def has_likelihood(model: Any) -> bool:
     return callable(getattr(model, "bits_per_dim", None))
 
 
-def bits_per_dim(model: Any, reals_uint8: torch.Tensor, *, batch_size: int, n_boot: int, seed: int = 0,
-                 family: str = "") -> dict[str, Any] | None:
+def bits_per_dim(
+    model: Any, reals_uint8: torch.Tensor, *, batch_size: int, n_boot: int, seed: int = 0, family: str = ""
+) -> dict[str, Any] | None:
     """``{"value", "lo", "hi", "n", "kind"}`` for a model with ``bits_per_dim``, else None."""
     if not has_likelihood(model):
         return None
     values = []
     with torch.no_grad():
         for i in range(0, reals_uint8.shape[0], batch_size):
-            x = to_range(reals_uint8[i:i + batch_size], model.value_range).to(model.device)
+            x = to_range(reals_uint8[i : i + batch_size], model.value_range).to(model.device)
             bpd = model.bits_per_dim(x)
             if bpd.shape != (x.shape[0],):
-                raise ValueError(f"{type(model).__name__}.bits_per_dim returned shape {tuple(bpd.shape)}; "
-                                 f"expected ({x.shape[0]},)")
+                raise ValueError(
+                    f"{type(model).__name__}.bits_per_dim returned shape {tuple(bpd.shape)}; "
+                    f"expected ({x.shape[0]},)"
+                )
             values.append(bpd.double().cpu())
     v = torch.cat(values).numpy()
     if not np.isfinite(v).all():

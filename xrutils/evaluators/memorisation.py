@@ -33,7 +33,7 @@ def nearest(queries: torch.Tensor, refs: torch.Tensor, chunk: int = 4096) -> tup
     best = torch.full((q.shape[0],), float("inf"), dtype=torch.float64)
     arg = torch.zeros(q.shape[0], dtype=torch.long)
     for j in range(0, refs.shape[0], chunk):
-        r = refs[j:j + chunk]
+        r = refs[j : j + chunk]
         r = (to_range(r, UNIT_RANGE) if r.dtype == torch.uint8 else r).flatten(1).double()
         if r.shape[1] != q.shape[1]:
             raise ValueError(f"queries have dimension {q.shape[1]} but references {r.shape[1]}")
@@ -59,32 +59,51 @@ def _summary(fake: np.ndarray, held_out: np.ndarray | None) -> dict[str, float]:
     return out
 
 
-def save_pairs_grid(fakes_uint8: torch.Tensor, train_uint8: torch.Tensor, dist: np.ndarray, idx: np.ndarray,
-                    path: str | Path, n_pairs: int = N_PAIRS) -> Path:
+def save_pairs_grid(
+    fakes_uint8: torch.Tensor,
+    train_uint8: torch.Tensor,
+    dist: np.ndarray,
+    idx: np.ndarray,
+    path: str | Path,
+    n_pairs: int = N_PAIRS,
+) -> Path:
     """Grid of the ``n_pairs`` closest pairs: samples in the top row, their nearest training images below."""
     order = np.argsort(dist)[:n_pairs]
     top = fakes_uint8[torch.as_tensor(order)]
     bottom = train_uint8[torch.as_tensor(idx[order])]
-    grid = make_grid(to_range(torch.cat([top, bottom]), UNIT_RANGE), nrow=len(order), padding=2, pad_value=1.0)
+    grid = make_grid(
+        to_range(torch.cat([top, bottom]), UNIT_RANGE), nrow=len(order), padding=2, pad_value=1.0
+    )
     path = Path(path)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, format="PNG")
     return path
 
 
-def memorisation_report(fakes_uint8: torch.Tensor, train_uint8: torch.Tensor, *,
-                        test_uint8: torch.Tensor | None = None, fake_features: np.ndarray | None = None,
-                        train_features: np.ndarray | None = None, test_features: np.ndarray | None = None,
-                        grid_path: str | Path | None = None) -> dict[str, Any]:
+def memorisation_report(
+    fakes_uint8: torch.Tensor,
+    train_uint8: torch.Tensor,
+    *,
+    test_uint8: torch.Tensor | None = None,
+    fake_features: np.ndarray | None = None,
+    train_features: np.ndarray | None = None,
+    test_features: np.ndarray | None = None,
+    grid_path: str | Path | None = None,
+) -> dict[str, Any]:
     """Nearest-training-image distances of generated (and held-out real) images, pixel and feature space."""
     if fakes_uint8.shape[1:] != train_uint8.shape[1:]:
-        raise ValueError(f"generated images {tuple(fakes_uint8.shape[1:])} and training images "
-                         f"{tuple(train_uint8.shape[1:])} differ in shape")
+        raise ValueError(
+            f"generated images {tuple(fakes_uint8.shape[1:])} and training images "
+            f"{tuple(train_uint8.shape[1:])} differ in shape"
+        )
     px, px_idx = pixel_nearest(fakes_uint8, train_uint8)
     px_test = pixel_nearest(test_uint8, train_uint8)[0] if test_uint8 is not None else None
-    out: dict[str, Any] = {"pixel": _summary(px, px_test), "n_fake": int(fakes_uint8.shape[0]),
-                           "n_train": int(train_uint8.shape[0]),
-                           "n_test": int(test_uint8.shape[0]) if test_uint8 is not None else 0}
+    out: dict[str, Any] = {
+        "pixel": _summary(px, px_test),
+        "n_fake": int(fakes_uint8.shape[0]),
+        "n_train": int(train_uint8.shape[0]),
+        "n_test": int(test_uint8.shape[0]) if test_uint8 is not None else 0,
+    }
     if fake_features is not None and train_features is not None:
         tr = torch.as_tensor(train_features)
         ft = nearest(torch.as_tensor(fake_features), tr)[0]

@@ -96,8 +96,14 @@ def _block_sums(k: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torc
     return ((mr @ k) * mc).sum(dim=1)
 
 
-def kernel_distance(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, *, subsets: int = KID_SUBSETS,
-                    subset_size: int = KID_SUBSET_SIZE, seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    real: np.ndarray | torch.Tensor,
+    fake: np.ndarray | torch.Tensor,
+    *,
+    subsets: int = KID_SUBSETS,
+    subset_size: int = KID_SUBSET_SIZE,
+    seed: int = 0,
+) -> tuple[float, float]:
     """KID (mean, std over subsets) with the cubic polynomial kernel, deterministic under ``seed``.
 
     The kernel is torchmetrics' ``poly_kernel``. When the subset size equals both sample counts every subset is
@@ -129,13 +135,14 @@ def _kth_nn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
 def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor, chunk: int = 1024) -> float:
     inside = []
     for i in range(0, queries.shape[0], chunk):
-        d = torch.cdist(queries[i:i + chunk], manifold)  # (q, m)
+        d = torch.cdist(queries[i : i + chunk], manifold)  # (q, m)
         inside.append((d <= radii[None, :]).any(dim=1))
     return float(torch.cat(inside).double().mean())
 
 
-def precision_recall(real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor,
-                     k: int = PR_K) -> tuple[float, float]:
+def precision_recall(
+    real: np.ndarray | torch.Tensor, fake: np.ndarray | torch.Tensor, k: int = PR_K
+) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN manifolds in feature space."""
     r, f = _as_features(real, "real"), _as_features(fake, "fake")
     _check_dims(r, f)
@@ -174,8 +181,9 @@ class FrechetReference:
         return max(0.0, float(((self.mu - mu) ** 2).sum() + self.trace + np.trace(cov) - 2 * root_trace))
 
 
-def fd_interval(real: np.ndarray, fake: np.ndarray, *, n_boot: int, seed: int = 0,
-                alpha: float = ALPHA) -> tuple[float, float]:
+def fd_interval(
+    real: np.ndarray, fake: np.ndarray, *, n_boot: int, seed: int = 0, alpha: float = ALPHA
+) -> tuple[float, float]:
     """Percentile interval of the FD over bootstrap resamples of the generated samples (the real set held fixed).
 
     Resampling duplicates samples, which biases FD upward; read the interval as the spread due to the finite
@@ -198,12 +206,16 @@ def pooled_features(images_uint8: torch.Tensor, pool: int = POOL) -> np.ndarray:
     S must be a multiple of ``pool`` (16, 32, 64, 128 px all are for the default 8).
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[1] != 1:
-        raise ValueError(f"pooled_features expects uint8 images (N, 1, S, S), got {images_uint8.dtype} "
-                         f"{tuple(images_uint8.shape)}")
+        raise ValueError(
+            f"pooled_features expects uint8 images (N, 1, S, S), got {images_uint8.dtype} "
+            f"{tuple(images_uint8.shape)}"
+        )
     size = images_uint8.shape[-1]
     if size % pool or images_uint8.shape[-2] != size:
-        raise ValueError(f"pooled_features needs square images whose side is a multiple of {pool}, got "
-                         f"{tuple(images_uint8.shape[-2:])}")
+        raise ValueError(
+            f"pooled_features needs square images whose side is a multiple of {pool}, got "
+            f"{tuple(images_uint8.shape[-2:])}"
+        )
     x = images_uint8.double().div_(255.0)
     return torch.nn.functional.avg_pool2d(x, size // pool).flatten(1).numpy()
 
@@ -217,14 +229,22 @@ def pooled_fd(real_uint8: torch.Tensor, fake_uint8: torch.Tensor, pool: int = PO
     return FrechetReference(pooled_features(real_uint8, pool)).distance(pooled_features(fake_uint8, pool))
 
 
-def feature_metrics(real: np.ndarray, fake: np.ndarray, *, n_boot: int = 0, seed: int = 0,
-                    prefix: str = "") -> dict[str, float | int]:
+def feature_metrics(
+    real: np.ndarray, fake: np.ndarray, *, n_boot: int = 0, seed: int = 0, prefix: str = ""
+) -> dict[str, float | int]:
     """FD (with a bootstrap interval when ``n_boot``), KID, precision and recall, with both sample counts."""
     fd = frechet_distance(real, fake)
     kid, kid_std = kernel_distance(real, fake, seed=seed)
     precision, recall = precision_recall(real, fake)
-    out: dict[str, float | int] = {"fd": fd, "kid": kid, "kid_std": kid_std, "precision": precision,
-                                   "recall": recall, "n_fake": int(fake.shape[0]), "n_real": int(real.shape[0])}
+    out: dict[str, float | int] = {
+        "fd": fd,
+        "kid": kid,
+        "kid_std": kid_std,
+        "precision": precision,
+        "recall": recall,
+        "n_fake": int(fake.shape[0]),
+        "n_real": int(real.shape[0]),
+    }
     if n_boot:
         out["fd_lo"], out["fd_hi"] = fd_interval(real, fake, n_boot=n_boot, seed=seed)
     return {f"{prefix}{k}": v for k, v in out.items()}

@@ -43,7 +43,9 @@ from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.samples import SampleCache
 from xrutils.runs import RunDir, atomic_write_text
 
-EVAL_PURPOSE = "eval"  # the per-checkpoint sample set shared by the judge, the classifier score and the metrics
+EVAL_PURPOSE = (
+    "eval"  # the per-checkpoint sample set shared by the judge, the classifier score and the metrics
+)
 CLASSIFIER_PURPOSE = "classifier"  # the final-epoch samples the classifier is trained on (never scored)
 
 
@@ -144,8 +146,9 @@ class _Reals:
         if key not in self._memo:
             images = load_images(cfg, split=split, progress=self.progress).images
             if images.dtype != torch.uint8 or images.ndim != 4:
-                raise ValueError(f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 "
-                                 "(N, 1, S, S)")
+                raise ValueError(
+                    f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)"
+                )
             if images.shape[0] == 0:
                 raise ValueError(f"no real images in split {split!r} of data source {cfg.source!r}")
             self._memo[key] = images
@@ -161,12 +164,19 @@ def _reference_data(runs: list[_Run], judges: dict[int, Judge]) -> dict[int, Dat
         ref.setdefault(run.size, run.cfg.data)
     for run in runs:
         r, d = ref[run.size], run.cfg.data
-        if (r.source, r.root, r.phantom_n, r.phantom_seed, r.chestmnist_path) != \
-                (d.source, d.root, d.phantom_n, d.phantom_seed, d.chestmnist_path):
-            raise ValueError(f"run {run.name} was trained on data source={d.source!r} root={d.root!r} "
-                             f"phantom_n={d.phantom_n}, but the reference real images at {run.size}x{run.size} "
-                             f"come from source={r.source!r} root={r.root!r} phantom_n={r.phantom_n}; "
-                             "compare runs trained on the same data")
+        if (r.source, r.root, r.phantom_n, r.phantom_seed, r.chestmnist_path) != (
+            d.source,
+            d.root,
+            d.phantom_n,
+            d.phantom_seed,
+            d.chestmnist_path,
+        ):
+            raise ValueError(
+                f"run {run.name} was trained on data source={d.source!r} root={d.root!r} "
+                f"phantom_n={d.phantom_n}, but the reference real images at {run.size}x{run.size} "
+                f"come from source={r.source!r} root={r.root!r} phantom_n={r.phantom_n}; "
+                "compare runs trained on the same data"
+            )
     return ref
 
 
@@ -178,7 +188,9 @@ def _load_judges(judge: str | Path | Sequence[str | Path] | None, device: torch.
     for p in paths:
         j = Judge.from_run(p, device=device)
         if j.image_size in judges:
-            raise ValueError(f"two judges at image size {j.image_size}: {judges[j.image_size].run_dir} and {p}")
+            raise ValueError(
+                f"two judges at image size {j.image_size}: {judges[j.image_size].run_dir} and {p}"
+            )
         judges[j.image_size] = j
     return judges
 
@@ -204,8 +216,16 @@ def _finite(o: Any) -> Any:
 # the steps
 
 
-def _collect_samples(runs: list[_Run], ecfg: EvalConfig, *, need_all_epochs: bool, metrics: bool,
-                     classifier: bool, n_classifier: dict[int, int], progress: bool) -> None:
+def _collect_samples(
+    runs: list[_Run],
+    ecfg: EvalConfig,
+    *,
+    need_all_epochs: bool,
+    metrics: bool,
+    classifier: bool,
+    n_classifier: dict[int, int],
+    progress: bool,
+) -> None:
     for run in runs:
         epochs = run.epochs if need_all_epochs else run.epochs[-1:]
         last = run.epochs[-1]
@@ -221,12 +241,21 @@ def _collect_samples(runs: list[_Run], ecfg: EvalConfig, *, need_all_epochs: boo
         if not metrics or (run.model_cache is not None and run.model_cache[0] != last):
             run.model_cache = None  # only the last epoch's model is needed again (likelihood)
         spec = run.cache.spec
-        _log(progress, f"{run.name}: samples for epochs {epochs[0]}..{epochs[-1]} "
-                       f"({run.cache.generated} generated, sampler {spec.tag})")
+        _log(
+            progress,
+            f"{run.name}: samples for epochs {epochs[0]}..{epochs[-1]} "
+            f"({run.cache.generated} generated, sampler {spec.tag})",
+        )
 
 
-def _judge_step(runs: list[_Run], judges: dict[int, Judge], quirks: Quirks, ecfg: EvalConfig, reals: _Reals,
-                ref: dict[int, DataConfig]) -> dict[str, Any]:
+def _judge_step(
+    runs: list[_Run],
+    judges: dict[int, Judge],
+    quirks: Quirks,
+    ecfg: EvalConfig,
+    reals: _Reals,
+    ref: dict[int, DataConfig],
+) -> dict[str, Any]:
     info: dict[str, Any] = {}
     fixed: dict[int, np.ndarray] = {}
     for size, j in sorted(judges.items()):
@@ -241,43 +270,75 @@ def _judge_step(runs: list[_Run], judges: dict[int, Judge], quirks: Quirks, ecfg
             real_imgs = reals.get(data, "test", ecfg.n_real)
         if not quirks.single_batch and run.size not in fixed:
             fixed[run.size] = j.real_terms(real_imgs, quirks, batch_size=ecfg.batch_size)
-            info[str(run.size)].update(n_real=int(fixed[run.size].size),
-                                       real_term=float(fixed[run.size].mean()))
+            info[str(run.size)].update(
+                n_real=int(fixed[run.size].size), real_term=float(fixed[run.size].mean())
+            )
         family_range: Range = run.cache.value_range  # type: ignore[assignment]
-        fakes = {e: run.samples[e][:ecfg.n_fake] for e in run.epochs}
+        fakes = {e: run.samples[e][: ecfg.n_fake] for e in run.epochs}
         terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        curve = score_curve(j, run.epochs, fakes, family_range, quirks, reals_uint8=real_imgs,
-                            batch_size=ecfg.batch_size, n_boot=ecfg.n_boot, seed=run.cfg.seed,
-                            fixed_real=fixed.get(run.size), terms_out=terms)
-        run.result["judge"] = {**curve, "judge_run": j.run_dir, "judge_epoch": j.epoch,
-                               "protocol": quirks.name, "quirks": quirks.to_dict(),
-                               "fake_range": list(family_range)}
+        curve = score_curve(
+            j,
+            run.epochs,
+            fakes,
+            family_range,
+            quirks,
+            reals_uint8=real_imgs,
+            batch_size=ecfg.batch_size,
+            n_boot=ecfg.n_boot,
+            seed=run.cfg.seed,
+            fixed_real=fixed.get(run.size),
+            terms_out=terms,
+        )
+        run.result["judge"] = {
+            **curve,
+            "judge_run": j.run_dir,
+            "judge_epoch": j.epoch,
+            "protocol": quirks.name,
+            "quirks": quirks.to_dict(),
+            "fake_range": list(family_range),
+        }
         # for the ranking's paired test: runs judged on the very same real images share (pair) that index set
         run.last_real_terms, run.last_fake_terms = terms[run.epochs[-1]]
-        run.real_key = (f"real:{run.size}:seed{run.cfg.seed}:e{run.epochs[-1]}" if quirks.single_batch
-                        else f"real:{run.size}")
+        run.real_key = (
+            f"real:{run.size}:seed{run.cfg.seed}:e{run.epochs[-1]}"
+            if quirks.single_batch
+            else f"real:{run.size}"
+        )
     return info
 
 
-def _classifier_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig],
-                     device: torch.device, progress: bool) -> dict[str, Any]:
+def _classifier_step(
+    runs: list[_Run],
+    ecfg: EvalConfig,
+    reals: _Reals,
+    ref: dict[int, DataConfig],
+    device: torch.device,
+    progress: bool,
+) -> dict[str, Any]:
     info: dict[str, Any] = {}
     for size in sorted({r.size for r in runs}):
         group = [r for r in runs if r.size == size]
         real_imgs = reals.get(ref[size], "test", ecfg.n_real)
         shares = _shares(real_imgs.shape[0], len(group))
         fakes = torch.cat([r.classifier_train[:k] for r, k in zip(group, shares, strict=True)])
-        report = clf.train_classifier(real_imgs, fakes, epochs=ecfg.classifier_epochs, lr=ecfg.classifier_lr,
-                                      seed=0, device=device)
-        info[str(size)] = {**report.to_dict(), "runs": [r.name for r in group],
-                           "fakes_per_run": dict(zip([r.name for r in group], shares, strict=True))}
-        _log(progress, f"classifier {size}x{size}: test accuracy {report.test_accuracy:.3f}, "
-                       f"ROC AUC {report.roc_auc:.3f} (n_test={report.n_test})")
+        report = clf.train_classifier(
+            real_imgs, fakes, epochs=ecfg.classifier_epochs, lr=ecfg.classifier_lr, seed=0, device=device
+        )
+        info[str(size)] = {
+            **report.to_dict(),
+            "runs": [r.name for r in group],
+            "fakes_per_run": dict(zip([r.name for r in group], shares, strict=True)),
+        }
+        _log(
+            progress,
+            f"classifier {size}x{size}: test accuracy {report.test_accuracy:.3f}, "
+            f"ROC AUC {report.roc_auc:.3f} (n_test={report.n_test})",
+        )
         for run in group:
             out: dict[str, list] = {"epochs": [], "score": [], "lo": [], "hi": []}
             n = 0
             for e in run.epochs:
-                fakes_e = run.samples[e][:ecfg.n_fake]
+                fakes_e = run.samples[e][: ecfg.n_fake]
                 p = clf.predict_proba(report.model, clf.as_classifier_input(fakes_e))
                 ci = stats.bootstrap_mean(p, n_boot=ecfg.n_boot, seed=run.cfg.seed + e)
                 out["epochs"].append(e)
@@ -287,9 +348,16 @@ def _classifier_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dic
                 n = ci["n"]
                 if e == run.epochs[-1]:
                     run.last_p_real = p
-            run.result["classifier"] = {**out, "n": n, "test_accuracy": report.test_accuracy,
-                                        "roc_auc": report.roc_auc, "image_size": size,
-                                        "n_train": report.n_train, "n_val": report.n_val, "n_test": report.n_test}
+            run.result["classifier"] = {
+                **out,
+                "n": n,
+                "test_accuracy": report.test_accuracy,
+                "roc_auc": report.roc_auc,
+                "image_size": size,
+                "n_train": report.n_train,
+                "n_val": report.n_val,
+                "n_test": report.n_test,
+            }
     return info
 
 
@@ -298,15 +366,19 @@ def _shares(n: int, k: int) -> list[int]:
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 
-def _classifier_sizes(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig]) -> dict[int, int]:
+def _classifier_sizes(
+    runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig]
+) -> dict[int, int]:
     out = {}
     for size in {r.size for r in runs}:
         n_real = reals.get(ref[size], "test", ecfg.n_real).shape[0]
         k = sum(r.size == size for r in runs)
         if n_real < 3:
-            raise ValueError(f"only {n_real} held-out real images at {size}x{size}: too few for the classifier "
-                             "judge (need >= 3 for train / validation / test); raise eval.n_real or pass "
-                             "classifier=False")
+            raise ValueError(
+                f"only {n_real} held-out real images at {size}x{size}: too few for the classifier "
+                "judge (need >= 3 for train / validation / test); raise eval.n_real or pass "
+                "classifier=False"
+            )
         out[size] = math.ceil(n_real / k)
     return out
 
@@ -315,8 +387,14 @@ class _Extractors:
     """The X-ray feature encoder per image size (trained on that size's real training split, or read from its
     cache), made once per evaluation and shared by the FD curve and the last-epoch metrics."""
 
-    def __init__(self, ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig], device: torch.device,
-                 progress: bool):
+    def __init__(
+        self,
+        ecfg: EvalConfig,
+        reals: _Reals,
+        ref: dict[int, DataConfig],
+        device: torch.device,
+        progress: bool,
+    ):
         self.ecfg, self.reals, self.ref, self.device, self.progress = ecfg, reals, ref, device, progress
         self._memo: dict[int, feat.FeatureExtractor] = {}
         self.info: dict[str, Any] = {}
@@ -325,17 +403,21 @@ class _Extractors:
         if size not in self._memo:
             data = self.ref[size]
             train_ref = self.reals.get(data, data.split if data.split != "test" else "train_val")
-            self._memo[size] = feat.feature_extractor(train_ref, epochs=self.ecfg.feature_epochs, seed=0,
-                                                      device=self.device)
-            self.info[str(size)] = {"feature_extractor": feat.FeatureExtractor.name,
-                                    "trained_on": f"{data.source} {data.split} split ({train_ref.shape[0]} images)",
-                                    "cache": str(self._memo[size].cache_dir)}
+            self._memo[size] = feat.feature_extractor(
+                train_ref, epochs=self.ecfg.feature_epochs, seed=0, device=self.device
+            )
+            self.info[str(size)] = {
+                "feature_extractor": feat.FeatureExtractor.name,
+                "trained_on": f"{data.source} {data.split} split ({train_ref.shape[0]} images)",
+                "cache": str(self._memo[size].cache_dir),
+            }
             _log(self.progress, f"feature encoder {size}x{size} ready ({train_ref.shape[0]} training images)")
         return self._memo[size]
 
 
-def _fd_curve_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig],
-                   extractors: _Extractors) -> None:
+def _fd_curve_step(
+    runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig], extractors: _Extractors
+) -> None:
     """Per run and scored checkpoint: the Fréchet distance to the held-out reals in the X-ray encoder's feature
     space, and FD8 (both images average-pooled to 8 x 8), on the same samples the judge scored."""
     for run in runs:
@@ -346,18 +428,31 @@ def _fd_curve_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[
         real_8 = met.FrechetReference(met.pooled_features(test))
         fd, fd8 = [], []
         for e in run.epochs:
-            fakes = run.samples[e][:ecfg.n_fake]
+            fakes = run.samples[e][: ecfg.n_fake]
             fd.append(real_f.distance(ex.features(fakes)))
             fd8.append(real_8.distance(met.pooled_features(fakes)))
-        run.result["fd_curve"] = {"epochs": list(run.epochs), "fd": fd, "fd8": fd8,
-                                  "n_fake": int(min(ecfg.n_fake, run.samples[run.epochs[-1]].shape[0])),
-                                  "n_real": int(test.shape[0]), "feature_extractor": ex.name,
-                                  "real": f"{data.source} test split"}
+        run.result["fd_curve"] = {
+            "epochs": list(run.epochs),
+            "fd": fd,
+            "fd8": fd8,
+            "n_fake": int(min(ecfg.n_fake, run.samples[run.epochs[-1]].shape[0])),
+            "n_real": int(test.shape[0]),
+            "feature_extractor": ex.name,
+            "real": f"{data.source} test split",
+        }
 
 
-def _metrics_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[int, DataConfig],
-                  extractors: _Extractors, real_features: dict[int, np.ndarray]) -> dict[str, Any]:
-    inception = feat.InceptionFeatures(ecfg.inception_weights, extractors.device) if ecfg.inception_weights else None
+def _metrics_step(
+    runs: list[_Run],
+    ecfg: EvalConfig,
+    reals: _Reals,
+    ref: dict[int, DataConfig],
+    extractors: _Extractors,
+    real_features: dict[int, np.ndarray],
+) -> dict[str, Any]:
+    inception = (
+        feat.InceptionFeatures(ecfg.inception_weights, extractors.device) if ecfg.inception_weights else None
+    )
     inception_real: dict[int, np.ndarray] = {}
     for run in runs:
         size, data = run.size, ref[run.size]
@@ -365,7 +460,7 @@ def _metrics_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[i
         test = reals.get(data, "test", ecfg.n_real)
         real_f = real_features[size] = ex.split_features(test)
         last = run.epochs[-1]
-        fakes = run.samples[last][:ecfg.n_metric]
+        fakes = run.samples[last][: ecfg.n_metric]
         run.fake_features = ex.features(fakes)
         m = met.feature_metrics(real_f, run.fake_features, n_boot=ecfg.n_boot, seed=run.cfg.seed)
         m.update(epoch=last, feature_extractor=ex.name)
@@ -376,17 +471,23 @@ def _metrics_step(runs: list[_Run], ecfg: EvalConfig, reals: _Reals, ref: dict[i
             m["inception_weights"] = inception.path
         # likelihood on held-out reals (VAE: ELBO bound; PixelCNN: exact)
         model = run.cache.load_model(last)
-        bpd = likelihood.bits_per_dim(model, test, batch_size=ecfg.batch_size, n_boot=ecfg.n_boot,
-                                      seed=run.cfg.seed, family=run.family)
+        bpd = likelihood.bits_per_dim(
+            model, test, batch_size=ecfg.batch_size, n_boot=ecfg.n_boot, seed=run.cfg.seed, family=run.family
+        )
         m["bpd"] = bpd["value"] if bpd else None
         m["bpd_detail"] = bpd
         run.model_cache = None  # the model is no longer needed
         # memorisation against the run's own training images
         train_imgs = reals.get(run.cfg.data, run.cfg.data.split)
         m["memorisation"] = memorisation.memorisation_report(
-            fakes, train_imgs, test_uint8=test, fake_features=run.fake_features,
-            train_features=ex.split_features(train_imgs), test_features=real_f,
-            grid_path=run.rd.eval_dir / f"memorisation_e{last:03d}.png")
+            fakes,
+            train_imgs,
+            test_uint8=test,
+            fake_features=run.fake_features,
+            train_features=ex.split_features(train_imgs),
+            test_features=real_f,
+            grid_path=run.rd.eval_dir / f"memorisation_e{last:03d}.png",
+        )
         run.result["metrics"] = m
     return extractors.info
 
@@ -414,15 +515,26 @@ def _groups(runs: list[_Run]) -> dict[str, list[_Run]]:
 
 
 def _seed_summary(group: list[_Run]) -> dict[str, Any]:
-    out: dict[str, Any] = {"runs": [r.name for r in group], "seeds": [r.cfg.seed for r in group],
-                           "n_seeds": len(group)}
+    out: dict[str, Any] = {
+        "runs": [r.name for r in group],
+        "seeds": [r.cfg.seed for r in group],
+        "n_seeds": len(group),
+    }
     for judge_key in ("judge", "classifier"):
         if all(judge_key in r.result for r in group):
             common = sorted(set.intersection(*(set(r.result[judge_key]["epochs"]) for r in group)))
-            per_epoch = [stats.seed_interval([r.result[judge_key]["score"][r.result[judge_key]["epochs"].index(e)]
-                                              for r in group]) for e in common]
-            out[judge_key] = {"epochs": common, "mean": [p["mean"] for p in per_epoch],
-                              "lo": [p["lo"] for p in per_epoch], "hi": [p["hi"] for p in per_epoch]}
+            per_epoch = [
+                stats.seed_interval(
+                    [r.result[judge_key]["score"][r.result[judge_key]["epochs"].index(e)] for r in group]
+                )
+                for e in common
+            ]
+            out[judge_key] = {
+                "epochs": common,
+                "mean": [p["mean"] for p in per_epoch],
+                "lo": [p["lo"] for p in per_epoch],
+                "hi": [p["hi"] for p in per_epoch],
+            }
     if all("metrics" in r.result for r in group):
         for k in ("fd", "kid", "precision", "recall", "bpd"):
             vals = [r.result["metrics"].get(k) for r in group]
@@ -431,8 +543,9 @@ def _seed_summary(group: list[_Run]) -> dict[str, Any]:
     return out
 
 
-def _rank(groups: dict[str, list[_Run]], criterion: str, n_boot: int,
-          real_features: dict[int, np.ndarray]) -> dict[str, Any] | None:
+def _rank(
+    groups: dict[str, list[_Run]], criterion: str, n_boot: int, real_features: dict[int, np.ndarray]
+) -> dict[str, Any] | None:
     """Order the groups by one criterion and test each adjacent gap with a paired bootstrap."""
     higher = criterion != "fd"
     sizes: dict[str, int] = {}
@@ -492,10 +605,20 @@ def _make_stat(gname: str, group: list[_Run], criterion: str, real_features: dic
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | Path] | None, *,
-             out: str | Path | None = None, protocol: str | Quirks = "corrected", eval_cfg: EvalConfig | None = None,
-             classifier: bool = True, metrics: bool = True, fd_curve: bool = True,
-             device: str | torch.device = "auto", store: bool = True, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    run_dirs: Sequence[str | Path],
+    judge: str | Path | Sequence[str | Path] | None,
+    *,
+    out: str | Path | None = None,
+    protocol: str | Quirks = "corrected",
+    eval_cfg: EvalConfig | None = None,
+    classifier: bool = True,
+    metrics: bool = True,
+    fd_curve: bool = True,
+    device: str | torch.device = "auto",
+    store: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Judge, score and measure ``run_dirs``; see the module docstring. ``judge`` is a GAN run folder (or one per
     image size); None skips the discriminator judge. ``protocol`` is "corrected", "original" or a :class:`Quirks`.
     ``fd_curve`` adds the feature-space FD and FD8 of every scored checkpoint; ``metrics`` the last epoch's full
@@ -510,19 +633,34 @@ def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | 
     for run in runs:
         if judges and run.size not in judges:
             have = {s: j.run_dir for s, j in judges.items()}
-            raise ValueError(f"run {run.rd.path} has image size {run.size} but the judge(s) {have} have image "
-                             f"size(s) {sorted(have)}; give a GAN judge trained at {run.size}")
+            raise ValueError(
+                f"run {run.rd.path} has image size {run.size} but the judge(s) {have} have image "
+                f"size(s) {sorted(have)}; give a GAN judge trained at {run.size}"
+            )
     reals = _Reals(progress)
     ref = _reference_data(runs, judges)
-    _log(progress, f"{len(runs)} run(s), protocol {quirks.name}, judges at {sorted(judges) or 'none'}, "
-                   f"device {dev}")
+    _log(
+        progress,
+        f"{len(runs)} run(s), protocol {quirks.name}, judges at {sorted(judges) or 'none'}, device {dev}",
+    )
 
     n_cls = _classifier_sizes(runs, ecfg, reals, ref) if classifier else {}
-    _collect_samples(runs, ecfg, need_all_epochs=bool(judges) or classifier or fd_curve, metrics=metrics,
-                     classifier=classifier, n_classifier=n_cls, progress=progress)
+    _collect_samples(
+        runs,
+        ecfg,
+        need_all_epochs=bool(judges) or classifier or fd_curve,
+        metrics=metrics,
+        classifier=classifier,
+        n_classifier=n_cls,
+        progress=progress,
+    )
 
-    result: dict[str, Any] = {"protocol": quirks.name, "quirks": quirks.to_dict(), "eval": asdict(ecfg),
-                              "device": str(dev)}
+    result: dict[str, Any] = {
+        "protocol": quirks.name,
+        "quirks": quirks.to_dict(),
+        "eval": asdict(ecfg),
+        "device": str(dev),
+    }
     result["judge"] = _judge_step(runs, judges, quirks, ecfg, reals, ref) if judges else None
     result["classifier"] = _classifier_step(runs, ecfg, reals, ref, dev, progress) if classifier else None
     real_features: dict[int, np.ndarray] = {}
@@ -533,10 +671,18 @@ def evaluate(run_dirs: Sequence[str | Path], judge: str | Path | Sequence[str | 
     result["runs"] = {}
     for run in runs:
         spec = run.cache.spec
-        result["runs"][run.name] = {"run_dir": str(run.rd.path), "family": run.family, "preset": run.cfg.preset,
-                                    "profile": run.cfg.profile, "seed": run.cfg.seed, "image_size": run.size,
-                                    "sampler": spec.name, "sampler_steps": spec.steps,
-                                    "epochs": run.epochs, **run.result}
+        result["runs"][run.name] = {
+            "run_dir": str(run.rd.path),
+            "family": run.family,
+            "preset": run.cfg.preset,
+            "profile": run.cfg.profile,
+            "seed": run.cfg.seed,
+            "image_size": run.size,
+            "sampler": spec.name,
+            "sampler_steps": spec.steps,
+            "epochs": run.epochs,
+            **run.result,
+        }
     groups = _groups(runs)
     result["groups"] = {g: _seed_summary(members) for g, members in groups.items()}
     result["ranking"] = {"units": {g: [r.name for r in m] for g, m in groups.items()}}

@@ -58,7 +58,9 @@ def sampler_spec(family: str, eval_cfg: EvalConfig, timesteps: int | None = None
     if family != "ddpm":
         return SamplerSpec(NATIVE_SAMPLERS.get(family, "native"))
     if eval_cfg.sampler == "ddim":
-        return SamplerSpec("ddim", eval_cfg.sampler_steps, {"sampler": "ddim", "steps": eval_cfg.sampler_steps})
+        return SamplerSpec(
+            "ddim", eval_cfg.sampler_steps, {"sampler": "ddim", "steps": eval_cfg.sampler_steps}
+        )
     options: dict[str, Any] = {"sampler": "ddpm"}
     if timesteps:
         options["steps"] = timesteps
@@ -70,8 +72,9 @@ def checkpoint_fingerprint(path: Path) -> str:
     return hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
 
 
-def generate_uint8(model: Any, n: int, *, generator: torch.Generator, batch_size: int,
-                   options: dict[str, Any]) -> torch.Tensor:
+def generate_uint8(
+    model: Any, n: int, *, generator: torch.Generator, batch_size: int, options: dict[str, Any]
+) -> torch.Tensor:
     """``n`` samples of ``model`` as uint8 ``(n, 1, S, S)`` on the CPU, drawn in batches from ``generator``."""
     out = []
     done = 0
@@ -79,8 +82,9 @@ def generate_uint8(model: Any, n: int, *, generator: torch.Generator, batch_size
         b = min(batch_size, n - done)
         x = model.sample(b, generator=generator, **options)
         if x.ndim != 4 or x.shape[0] != b or x.shape[1] != 1:
-            raise ValueError(f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; "
-                             f"expected ({b}, 1, S, S)")
+            raise ValueError(
+                f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; expected ({b}, 1, S, S)"
+            )
         out.append(to_uint8(x, model.value_range).cpu())
         done += b
     return torch.cat(out)
@@ -93,9 +97,18 @@ class SampleCache:
     only on a cache miss.
     """
 
-    def __init__(self, run_dir: str | Path, *, family: str, seed: int, image_size: int, eval_cfg: EvalConfig,
-                 timesteps: int | None = None, device: str | torch.device = "cpu",
-                 load_model: Callable[[int], Any] | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        family: str,
+        seed: int,
+        image_size: int,
+        eval_cfg: EvalConfig,
+        timesteps: int | None = None,
+        device: str | torch.device = "cpu",
+        load_model: Callable[[int], Any] | None = None,
+    ):
         self.run = RunDir(run_dir)
         self.family = family
         self.seed = seed
@@ -111,8 +124,15 @@ class SampleCache:
     def for_run(cls, run_dir: str | Path, eval_cfg: EvalConfig, **kwargs: Any) -> SampleCache:
         """The cache of a run folder, its family, seed, size and DDPM schedule read from ``config.json``."""
         cfg = RunDir(run_dir).read_config()
-        return cls(run_dir, family=cfg.family, seed=cfg.seed, image_size=cfg.data.image_size, eval_cfg=eval_cfg,
-                   timesteps=getattr(cfg.model, "timesteps", None), **kwargs)
+        return cls(
+            run_dir,
+            family=cfg.family,
+            seed=cfg.seed,
+            image_size=cfg.data.image_size,
+            eval_cfg=eval_cfg,
+            timesteps=getattr(cfg.model, "timesteps", None),
+            **kwargs,
+        )
 
     def _default_loader(self, epoch: int) -> Any:
         from xrutils.train import load_model
@@ -126,10 +146,13 @@ class SampleCache:
     def path(self, epoch: int, n: int, purpose: str) -> Path:
         ckpt = self.run.checkpoint_path(epoch)
         if not ckpt.exists():
-            raise FileNotFoundError(f"{self.run.path}: no checkpoint for epoch {epoch}; "
-                                    f"epochs on disk: {self.run.checkpoint_epochs()}")
-        name = (f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{self.seed}_{purpose}_"
-                f"{checkpoint_fingerprint(ckpt)}.npy")
+            raise FileNotFoundError(
+                f"{self.run.path}: no checkpoint for epoch {epoch}; "
+                f"epochs on disk: {self.run.checkpoint_epochs()}"
+            )
+        name = (
+            f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{self.seed}_{purpose}_{checkpoint_fingerprint(ckpt)}.npy"
+        )
         return self.dir / name
 
     def _read(self, path: Path, n: int) -> torch.Tensor:
@@ -138,8 +161,10 @@ class SampleCache:
         arr = np.load(path)
         want = (n, 1, self.image_size, self.image_size)
         if arr.dtype != np.uint8 or arr.shape != want:
-            raise ValueError(f"{path}: cached samples have dtype {arr.dtype} and shape {arr.shape}; expected "
-                             f"uint8 {want}. Delete the file to regenerate it.")
+            raise ValueError(
+                f"{path}: cached samples have dtype {arr.dtype} and shape {arr.shape}; expected "
+                f"uint8 {want}. Delete the file to regenerate it."
+            )
         return torch.from_numpy(arr)
 
     def get(self, epoch: int, requests: dict[str, int]) -> dict[str, torch.Tensor]:
@@ -148,7 +173,9 @@ class SampleCache:
         missing = []
         for purpose, n in requests.items():
             if n < 1:
-                raise ValueError(f"sample request {purpose!r} for epoch {epoch} asks for {n} images; expected >= 1")
+                raise ValueError(
+                    f"sample request {purpose!r} for epoch {epoch} asks for {n} images; expected >= 1"
+                )
             p = self.path(epoch, n, purpose)
             if p.exists() and p.with_suffix(".json").exists():
                 out[purpose] = self._read(p, n)
@@ -158,16 +185,26 @@ class SampleCache:
             model = self.load_model(epoch)
             spec = self.spec
             if model.image_size != self.image_size:
-                raise ValueError(f"{self.run.path} epoch {epoch}: model image size {model.image_size} differs from "
-                                 f"the config's {self.image_size}")
+                raise ValueError(
+                    f"{self.run.path} epoch {epoch}: model image size {model.image_size} differs from "
+                    f"the config's {self.image_size}"
+                )
             for purpose, n, p in missing:
                 g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
-                x = generate_uint8(model, n, generator=g, batch_size=self.eval_cfg.batch_size,
-                                   options=spec.options)
+                x = generate_uint8(
+                    model, n, generator=g, batch_size=self.eval_cfg.batch_size, options=spec.options
+                )
                 self.generated += n
                 self.value_range = tuple(model.value_range)
-                meta = {"epoch": epoch, "n": n, "purpose": purpose, "seed": self.seed, "sampler": spec.name,
-                        "steps": spec.steps, "value_range": list(self.value_range)}
+                meta = {
+                    "epoch": epoch,
+                    "n": n,
+                    "purpose": purpose,
+                    "seed": self.seed,
+                    "sampler": spec.name,
+                    "steps": spec.steps,
+                    "value_range": list(self.value_range),
+                }
                 # the sidecar first: a sample file without its sidecar counts as missing
                 atomic_write_text(p.with_suffix(".json"), json.dumps(meta) + "\n")
                 with atomic_path(p) as tmp, open(tmp, "wb") as f:

@@ -49,16 +49,24 @@ def mean_replicates(values: np.ndarray | list[float], n_boot: int, seed: int) ->
     return a[idx].mean(axis=1)
 
 
-def bootstrap_mean(values: np.ndarray | list[float], *, n_boot: int = 1000, seed: int = 0,
-                   alpha: float = ALPHA) -> dict[str, float]:
+def bootstrap_mean(
+    values: np.ndarray | list[float], *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
+) -> dict[str, float]:
     """Mean of ``values`` with a percentile-bootstrap interval: ``{"value", "lo", "hi", "n"}``."""
     a = _as_1d(values, "bootstrap_mean")
     lo, hi = _percentiles(mean_replicates(a, n_boot, seed), alpha)
     return {"value": float(a.mean()), "lo": lo, "hi": hi, "n": int(a.size)}
 
 
-def bootstrap_sum_of_means(a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
-                           a_replicates: np.ndarray | None = None, alpha: float = ALPHA) -> dict[str, float]:
+def bootstrap_sum_of_means(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    a_replicates: np.ndarray | None = None,
+    alpha: float = ALPHA,
+) -> dict[str, float]:
     """``mean(a) + mean(b)`` for two independent samples, each resampled on its own.
 
     ``a_replicates`` lets a caller reuse the replicates of a sample shared by many scores (the judge's fixed real
@@ -85,8 +93,9 @@ def _draw(rng: np.random.Generator, sizes: Mapping[str, int]) -> dict[str, np.nd
     return {k: rng.integers(0, n, size=n) for k, n in sizes.items()}
 
 
-def bootstrap(stat: Statistic, sizes: Mapping[str, int], *, n_boot: int = 1000, seed: int = 0,
-              alpha: float = ALPHA) -> dict[str, float]:
+def bootstrap(
+    stat: Statistic, sizes: Mapping[str, int], *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
+) -> dict[str, float]:
     """Percentile interval of ``stat`` when every named index set in ``sizes`` is resampled with replacement."""
     for k, n in sizes.items():
         if n < 1:
@@ -98,8 +107,15 @@ def bootstrap(stat: Statistic, sizes: Mapping[str, int], *, n_boot: int = 1000, 
     return {"value": value, "lo": lo, "hi": hi, "n_boot": int(n_boot)}
 
 
-def paired_bootstrap(stat_a: Statistic, stat_b: Statistic, sizes: Mapping[str, int], *, n_boot: int = 1000,
-                     seed: int = 0, alpha: float = ALPHA) -> dict[str, float]:
+def paired_bootstrap(
+    stat_a: Statistic,
+    stat_b: Statistic,
+    sizes: Mapping[str, int],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = ALPHA,
+) -> dict[str, float]:
     """Test the gap ``stat_a - stat_b``; index sets named alike are shared (paired) between the two statistics.
 
     Returns ``{"gap", "lo", "hi", "p_value", "n_boot"}``: the observed gap, its 95% percentile interval and the

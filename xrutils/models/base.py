@@ -96,8 +96,9 @@ class GenerativeModel(nn.Module):
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
 
-    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                      ctx: StepContext) -> dict[str, float]:
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
+    ) -> dict[str, float]:
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:

@@ -63,7 +63,7 @@ class GANConfig(ModelConfig):
 def _widths(image_size: int, hidden: int) -> list[int]:
     """Channel widths from 4x4 up to S/2 x S/2: 64 -> [8h, 4h, 2h, h], 32 -> [4h, 2h, h], 128 -> [16h, ..., h]."""
     n = int(math.log2(image_size)) - 2  # spatial doublings after the 4x4 start
-    return [hidden * 2 ** k for k in reversed(range(n))]
+    return [hidden * 2**k for k in reversed(range(n))]
 
 
 class Generator(nn.Module):
@@ -76,8 +76,11 @@ class Generator(nn.Module):
         c_in = nz
         for i, c_out in enumerate(widths):
             stride, pad = (1, 0) if i == 0 else (2, 1)  # 1x1 -> 4x4, then doubling
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False), nn.BatchNorm2d(c_out),
-                       nn.LeakyReLU(slope)]
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(slope),
+            ]
             c_in = c_out
         layers += [nn.ConvTranspose2d(c_in, 1, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
@@ -139,11 +142,14 @@ class GAN(GenerativeModel):
 
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
         betas = (self.cfg.beta1, self.cfg.beta2)
-        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=train_cfg.lr, betas=betas),
-                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=train_cfg.lr, betas=betas)}
+        return {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=train_cfg.lr, betas=betas),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=train_cfg.lr, betas=betas),
+        }
 
-    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                      ctx: StepContext) -> dict[str, float]:
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
+    ) -> dict[str, float]:
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
         b = batch.shape[0]
         real_label = torch.ones(b, device=batch.device)
@@ -175,10 +181,15 @@ class GAN(GenerativeModel):
         ctx.step(opt_g)
 
         err_d = err_d_real + err_d_fake
-        return {"loss": float(err_d.item() + err_g.item()), "loss_d": float(err_d.item()),
-                "loss_g": float(err_g.item()), "loss_g_adv": float(err_g_adv.item()),
-                "diversity": float(div.item()), "d_real": float(d_real.mean().item()),
-                "d_fake": float(d_fake.mean().item())}
+        return {
+            "loss": float(err_d.item() + err_g.item()),
+            "loss_d": float(err_d.item()),
+            "loss_g": float(err_g.item()),
+            "loss_g_adv": float(err_g_adv.item()),
+            "diversity": float(div.item()),
+            "d_real": float(d_real.mean().item()),
+            "d_fake": float(d_fake.mean().item()),
+        }
 
     def fixed_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """The z behind a fixed-noise grid (the original's ``noise_for_progression``): (n, nz, 1, 1)."""
@@ -214,9 +225,13 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # * 25 epochs of 15 batches (375 steps), a grid every 5 epochs and a judged checkpoint every 10 (and the first
     #   and last); the 128x128 run trains 10 epochs (each of its steps costs 4x).
     if profile == "demo":
-        out: dict[str, Any] = {"model.hidden": scaled(cfg.model.hidden, 4, 12), "train.lr": scaled_lr(cfg.train.lr),
-                               "train.epochs": 10 if cfg.data.image_size >= 128 else 25,
-                               "train.sample_every": 5, "train.checkpoint_every": 10}
+        out: dict[str, Any] = {
+            "model.hidden": scaled(cfg.model.hidden, 4, 12),
+            "train.lr": scaled_lr(cfg.train.lr),
+            "train.epochs": 10 if cfg.data.image_size >= 128 else 25,
+            "train.sample_every": 5,
+            "train.checkpoint_every": 10,
+        }
         if cfg.preset != "faithful":
             out["model.diversity_weight"] = 0.0
         return out

@@ -60,14 +60,20 @@ class DDPMConfig(ModelConfig):
         for name in ("layers_per_block", "norm_groups", "attention_head_dim", "timesteps", "sampler_steps"):
             check_positive(name, getattr(self, name))
         if not 0 < self.beta_start < self.beta_end < 1:
-            raise ConfigError(f"model.beta_start={self.beta_start!r}, model.beta_end={self.beta_end!r} are "
-                              "invalid; expected 0 < beta_start < beta_end < 1")
+            raise ConfigError(
+                f"model.beta_start={self.beta_start!r}, model.beta_end={self.beta_end!r} are "
+                "invalid; expected 0 < beta_start < beta_end < 1"
+            )
         if self.sampler_steps > self.timesteps:
-            raise ConfigError(f"model.sampler_steps={self.sampler_steps} exceeds model.timesteps={self.timesteps}")
+            raise ConfigError(
+                f"model.sampler_steps={self.sampler_steps} exceeds model.timesteps={self.timesteps}"
+            )
         bad = [c for c in self.block_out_channels if c % self.norm_groups]
         if bad:
-            raise ConfigError(f"model.norm_groups={self.norm_groups} does not divide block widths {bad} "
-                              f"(from model.hidden={self.hidden}); choose hidden or norm_groups so it does")
+            raise ConfigError(
+                f"model.norm_groups={self.norm_groups} does not divide block widths {bad} "
+                f"(from model.hidden={self.hidden}); choose hidden or norm_groups so it does"
+            )
 
     @property
     def block_out_channels(self) -> tuple[int, ...]:
@@ -78,9 +84,44 @@ class DDPMConfig(ModelConfig):
 def block_types(levels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Down and up block types of the original's two UNets (attention at the second-deepest level)."""
     if levels == 6:
-        return (("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
-                ("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4)
+        return (
+            ("DownBlock2D",) * 4 + ("AttnDownBlock2D", "DownBlock2D"),
+            ("UpBlock2D", "AttnUpBlock2D") + ("UpBlock2D",) * 4,
+        )
     return ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "AttnUpBlock2D", "UpBlock2D")
+
+
+def _shared_scheduler_args(cfg: DDPMConfig) -> dict[str, Any]:
+    return {
+        "num_train_timesteps": cfg.timesteps,
+        "beta_schedule": "linear",
+        "beta_start": cfg.beta_start,
+        "beta_end": cfg.beta_end,
+        "trained_betas": None,
+        "prediction_type": "epsilon",
+        "clip_sample": True,
+        "clip_sample_range": 1.0,  # x_0 estimates clipped to the data range [-1, 1]
+        "thresholding": False,
+        "dynamic_thresholding_ratio": 0.995,
+        "sample_max_value": 1.0,
+        "timestep_spacing": "leading",
+        "steps_offset": 0,
+        "rescale_betas_zero_snr": False,
+    }
+
+
+def ddpm_scheduler_args(cfg: DDPMConfig) -> dict[str, Any]:
+    """Every ``DDPMScheduler`` argument, spelled out so that a change of a diffusers default cannot change the
+    model. The values are diffusers 0.27-0.42's defaults, which the original ran: 1000 linear betas from
+    ``beta_start`` to ``beta_end``, epsilon prediction, the "fixed_small" posterior variance (Ho et al.'s
+    sigma_t^2 = beta-tilde_t), clipped x_0 estimates and "leading" timestep spacing."""
+    return {**_shared_scheduler_args(cfg), "variance_type": "fixed_small"}
+
+
+def ddim_scheduler_args(cfg: DDPMConfig) -> dict[str, Any]:
+    """Every ``DDIMScheduler`` argument: the training schedule of :func:`ddpm_scheduler_args`, and alpha_bar of
+    the final step set to 1 (``set_alpha_to_one``), the diffusers default."""
+    return {**_shared_scheduler_args(cfg), "set_alpha_to_one": True}
 
 
 class DDPM(GenerativeModel):
@@ -94,23 +135,29 @@ class DDPM(GenerativeModel):
         self.image_size = image_size
         down, up = block_types(cfg.levels)
         self.unet = UNet2DModel(
-            sample_size=image_size, in_channels=1, out_channels=1, layers_per_block=cfg.layers_per_block,
-            block_out_channels=cfg.block_out_channels, down_block_types=down, up_block_types=up,
-            norm_num_groups=cfg.norm_groups, attention_head_dim=cfg.attention_head_dim,
+            sample_size=image_size,
+            in_channels=1,
+            out_channels=1,
+            layers_per_block=cfg.layers_per_block,
+            block_out_channels=cfg.block_out_channels,
+            down_block_types=down,
+            up_block_types=up,
+            norm_num_groups=cfg.norm_groups,
+            attention_head_dim=cfg.attention_head_dim,
         )
-        # every other DDPMScheduler setting is the library default, as the original (fixed_small variance,
-        # clip_sample=True, epsilon prediction, "leading" spacing)
-        self.scheduler = DDPMScheduler(num_train_timesteps=cfg.timesteps, beta_schedule="linear",
-                                       beta_start=cfg.beta_start, beta_end=cfg.beta_end)
+        self.scheduler = DDPMScheduler(**ddpm_scheduler_args(cfg))
 
     def networks(self) -> dict[str, nn.Module]:
         return {"unet": self.unet}
 
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
-        return {"unet": torch.optim.Adam(self.unet.parameters(), lr=train_cfg.lr)}  # Adam, not the tutorial's AdamW
+        return {
+            "unet": torch.optim.Adam(self.unet.parameters(), lr=train_cfg.lr)
+        }  # Adam, not the tutorial's AdamW
 
-    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                      ctx: StepContext) -> dict[str, float]:
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
+    ) -> dict[str, float]:
         opt = optimizers["unet"]
         opt.zero_grad(set_to_none=True)
         b = batch.shape[0]
@@ -127,8 +174,16 @@ class DDPM(GenerativeModel):
         ctx.step(opt)
         return {"loss": float(loss.item())}
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *, sampler: str | None = None,
-               steps: int | None = None, eta: float = 0.0, **options: Any) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float = 0.0,
+        **options: Any,
+    ) -> torch.Tensor:
         """Ancestral DDPM (``sampler="ddpm"``, 1000 steps) or DDIM (``"ddim"``, ``steps`` steps, ``eta``).
 
         Defaults come from ``model.sampler`` / ``model.sampler_steps``. Returns (n, 1, S, S) clamped to [-1, 1].
@@ -140,13 +195,20 @@ class DDPM(GenerativeModel):
         sampler = sampler or self.cfg.sampler
         if sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler={sampler!r}; expected 'ddpm' or 'ddim'")
-        steps = steps or (self.cfg.sampler_steps if sampler == self.cfg.sampler else
-                          (self.cfg.timesteps if sampler == "ddpm" else 50))
+        steps = steps or (
+            self.cfg.sampler_steps
+            if sampler == self.cfg.sampler
+            else (self.cfg.timesteps if sampler == "ddpm" else 50)
+        )
         if not 0 < steps <= self.cfg.timesteps:
             raise ValueError(f"steps={steps}; expected 1..{self.cfg.timesteps}")
         g = private_generator(generator)
-        cls = DDPMScheduler if sampler == "ddpm" else DDIMScheduler
-        scheduler = cls.from_config(self.scheduler.config)  # a fresh one: sampling never mutates training state
+        # a fresh scheduler: sampling never mutates training state
+        scheduler = (
+            DDPMScheduler(**ddpm_scheduler_args(self.cfg))
+            if sampler == "ddpm"
+            else DDIMScheduler(**ddim_scheduler_args(self.cfg))
+        )
         scheduler.set_timesteps(steps, device=self.device)
         extra = {"eta": eta} if sampler == "ddim" else {}
         with eval_mode(self.unet):
@@ -161,8 +223,10 @@ class DDPM(GenerativeModel):
 def build(cfg: RunConfig) -> DDPM:
     check_image_size("ddpm", cfg.data.image_size, SIZES)
     if cfg.data.image_size % 2 ** (cfg.model.levels - 1):
-        raise ConfigError(f"data.image_size={cfg.data.image_size} is not divisible by 2^(levels-1) = "
-                          f"{2 ** (cfg.model.levels - 1)} (model.levels={cfg.model.levels})")
+        raise ConfigError(
+            f"data.image_size={cfg.data.image_size} is not divisible by 2^(levels-1) = "
+            f"{2 ** (cfg.model.levels - 1)} (model.levels={cfg.model.levels})"
+        )
     with seeded_init(cfg.seed):
         return DDPM(cfg.model, cfg.data.image_size)
 
@@ -176,14 +240,28 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # steps, 2.07 / 0.94 / 1.24 with 20; 50 steps were worse still), a grid every 4 epochs, a judged checkpoint
     # every 6 (and the first). Image sizes and level layouts are kept.
     if profile == "demo":
-        return {"model.hidden": 8, "model.norm_groups": 8, "model.layers_per_block": 1,
-                "model.sampler": "ddim", "model.sampler_steps": 10, "train.warmup_steps": 30,
-                "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 12, "train.sample_every": 4,
-                "train.checkpoint_every": 6}
+        return {
+            "model.hidden": 8,
+            "model.norm_groups": 8,
+            "model.layers_per_block": 1,
+            "model.sampler": "ddim",
+            "model.sampler_steps": 10,
+            "train.warmup_steps": 30,
+            "train.lr": scaled_lr(cfg.train.lr),
+            "train.epochs": 12,
+            "train.sample_every": 4,
+            "train.checkpoint_every": 6,
+        }
     if profile == "smoke":
-        return {"model.hidden": 2, "model.norm_groups": 4, "model.layers_per_block": 1,
-                "model.attention_head_dim": 4, "model.sampler": "ddim", "model.sampler_steps": 2,
-                "train.warmup_steps": 1}
+        return {
+            "model.hidden": 2,
+            "model.norm_groups": 4,
+            "model.layers_per_block": 1,
+            "model.attention_head_dim": 4,
+            "model.sampler": "ddim",
+            "model.sampler_steps": 2,
+            "train.warmup_steps": 1,
+        }
     return {}
 
 
@@ -198,9 +276,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     # HEAD's committed "32" variant: three levels with s = 64 -> (128, 256, 512) on 64x64 images; also the
     # thesis text's "UNet channels 128, 256, 512"
     "asrun-head32": {"model.levels": 3},
-    "tiny": {"data.image_size": 32, "model.levels": 3, "model.hidden": 2, "model.norm_groups": 4,
-             "model.layers_per_block": 1, "model.attention_head_dim": 4, "model.sampler": "ddim",
-             "model.sampler_steps": 2},
+    "tiny": {
+        "data.image_size": 32,
+        "model.levels": 3,
+        "model.hidden": 2,
+        "model.norm_groups": 4,
+        "model.layers_per_block": 1,
+        "model.attention_head_dim": 4,
+        "model.sampler": "ddim",
+        "model.sampler_steps": 2,
+    },
 }
 
 FAMILY = Family(
@@ -208,9 +293,17 @@ FAMILY = Family(
     config_cls=DDPMConfig,
     build=build,
     presets=PRESETS,
-    defaults={"data.image_size": 64, "data.hflip": True, "train.lr": 1e-4, "train.epochs": 50,
-              "train.batch_size": 128, "train.warmup_steps": 500, "train.lr_schedule": "cosine",
-              "train.grad_clip": 1.0, "train.precision": "fp16"},
+    defaults={
+        "data.image_size": 64,
+        "data.hflip": True,
+        "train.lr": 1e-4,
+        "train.epochs": 50,
+        "train.batch_size": 128,
+        "train.warmup_steps": 500,
+        "train.lr_schedule": "cosine",
+        "train.grad_clip": 1.0,
+        "train.precision": "fp16",
+    },
     profile_overrides=profile_overrides,
     description="DDPM: diffusers UNet2DModel + DDPMScheduler (1000 linear steps); DDIM as a fast sampler; [-1, 1]",
 )

@@ -40,7 +40,9 @@ def randn(shape: tuple[int, ...], generator: torch.Generator, device: torch.devi
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
-def randint(high: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+def randint(
+    high: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """Integers uniform in [0, high) drawn from ``generator``, then moved to ``device``."""
     return torch.randint(0, high, shape, generator=generator, device=generator.device).to(device)
 
@@ -48,8 +50,9 @@ def randint(high: int, shape: tuple[int, ...], generator: torch.Generator, devic
 def check_image_size(family: str, size: int, allowed: tuple[int, ...]) -> None:
     """Raise a ConfigError naming ``data.image_size`` when ``family`` cannot build a network of this size."""
     if size not in allowed:
-        raise ConfigError(f"data.image_size={size} is not supported by family {family!r}; "
-                          f"expected one of {list(allowed)}")
+        raise ConfigError(
+            f"data.image_size={size} is not supported by family {family!r}; expected one of {list(allowed)}"
+        )
 
 
 def check_positive(name: str, value: float, *, zero_ok: bool = False) -> None:
@@ -62,7 +65,9 @@ def scaled(hidden: int, divisor: int, minimum: int) -> int:
     return max(minimum, hidden // divisor)
 
 
-DEMO_LR_FACTOR = 10  # the demo trains 1/100 to 1/50 of the thesis's steps, so every family's lr is 10x its own
+DEMO_LR_FACTOR = (
+    10  # the demo trains 1/100 to 1/50 of the thesis's steps, so every family's lr is 10x its own
+)
 
 
 def scaled_lr(lr: float, factor: float = DEMO_LR_FACTOR) -> float:

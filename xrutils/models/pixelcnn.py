@@ -45,7 +45,9 @@ LEVELS = 256
 
 @dataclass(frozen=True)
 class PixelCNNConfig(ModelConfig):
-    arch: Literal["residual", "plain"] = "residual"  # residual = thesis text; plain = the network the code ran
+    arch: Literal["residual", "plain"] = (
+        "residual"  # residual = thesis text; plain = the network the code ran
+    )
     hidden: int = 400  # channels of every masked layer (residual: of the skip path)
     layers: int = 10  # masked convolutions in total, the type-A first layer included
     kernel: int = 7  # masked kernel size (odd)
@@ -68,8 +70,10 @@ class MaskedConv2d(nn.Conv2d):
             raise ValueError(f"mask_type={mask_type!r}; expected 'A' or 'B'")
         centre = kernel // 2
         mask = torch.ones(kernel, kernel)
-        mask[centre, centre + (mask_type == "B"):] = 0  # the centre row from the centre (A) / right of it (B)
-        mask[centre + 1:] = 0  # every row below the centre
+        mask[centre, centre + (mask_type == "B") :] = (
+            0  # the centre row from the centre (A) / right of it (B)
+        )
+        mask[centre + 1 :] = 0  # every row below the centre
         self.mask_type = mask_type
         self.register_buffer("mask", mask.expand_as(self.weight).clone(), persistent=False)
 
@@ -123,7 +127,7 @@ class ResidualBlock(nn.Module):
     def forward_cone(self, x: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
         y = self.conv.forward_cone(F.relu(self.bn_down(self.down(x))) * inside)
         h = self.conv.kernel_size[0] // 2
-        return x[:, :, h:, h: x.shape[3] - h] + self._inner(y)  # the skip, cropped to the output window
+        return x[:, :, h:, h : x.shape[3] - h] + self._inner(y)  # the skip, cropped to the output window
 
 
 class PixelCNNNet(nn.Module):
@@ -161,7 +165,7 @@ class PixelCNNNet(nn.Module):
         x = windows
         for stage in self.stages:
             top, left = inside.shape[2] - x.shape[2], (inside.shape[3] - x.shape[3]) // 2
-            x = stage.forward_cone(x, inside[:, :, top:, left: inside.shape[3] - left])
+            x = stage.forward_cone(x, inside[:, :, top:, left : inside.shape[3] - left])
         return self.head(x)[:, :, 0, 0]
 
     def logits_at(self, canvas: torch.Tensor, r: int, c: int) -> torch.Tensor:
@@ -170,14 +174,17 @@ class PixelCNNNet(nn.Module):
         return self.cone_logits(windows, inside)
 
 
-def receptive_windows(canvas: torch.Tensor, reach: int, rows: torch.Tensor, cols: torch.Tensor
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def receptive_windows(
+    canvas: torch.Tensor, reach: int, rows: torch.Tensor, cols: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops (P*B, 1, R+1, 2R+1) of ``canvas`` (B, 1, S, S) ending at pixels (rows[p], cols[p]), pixel-major, and
     their inside-the-image masks (P, 1, R+1, 2R+1) repeated to match."""
     b, s = canvas.shape[0], canvas.shape[-1]
     pad = (reach, reach, reach, 0)  # left, right, top; nothing below the pixel's row is ever seen
-    views = [F.pad(t, pad).unfold(2, reach + 1, 1).unfold(3, 2 * reach + 1, 1)  # (., 1, S, S, R+1, 2R+1)
-             for t in (canvas, canvas.new_ones(1, 1, s, s))]
+    views = [
+        F.pad(t, pad).unfold(2, reach + 1, 1).unfold(3, 2 * reach + 1, 1)  # (., 1, S, S, R+1, 2R+1)
+        for t in (canvas, canvas.new_ones(1, 1, s, s))
+    ]
     windows = views[0][:, 0, rows, cols].transpose(0, 1).reshape(-1, 1, reach + 1, 2 * reach + 1)
     inside = views[1][:, 0, rows, cols].transpose(0, 1).repeat_interleave(b, dim=0)
     return windows, inside.reshape(-1, 1, reach + 1, 2 * reach + 1)
@@ -194,7 +201,9 @@ def wavefronts(size: int, reach: int) -> list[tuple[torch.Tensor, torch.Tensor]]
     for r in range(size):
         for c in range(size):
             groups.setdefault(c + r * (reach + 1), []).append((r, c))
-    return [(torch.tensor([p[0] for p in g]), torch.tensor([p[1] for p in g])) for _, g in sorted(groups.items())]
+    return [
+        (torch.tensor([p[0] for p in g]), torch.tensor([p[1] for p in g])) for _, g in sorted(groups.items())
+    ]
 
 
 def draw_levels(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -222,8 +231,9 @@ class PixelCNN(GenerativeModel):
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
         return {"net": torch.optim.Adam(self.net.parameters(), lr=train_cfg.lr)}
 
-    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                      ctx: StepContext) -> dict[str, float]:
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
+    ) -> dict[str, float]:
         opt = optimizers["net"]
         opt.zero_grad(set_to_none=True)
         target = (batch[:, 0] * (LEVELS - 1)).round().long()  # (B, H, W) in 0..255
@@ -241,8 +251,14 @@ class PixelCNN(GenerativeModel):
             nll = F.cross_entropy(self(x.float()).float(), target, reduction="none")  # (B, H, W)
         return nll.flatten(1).mean(dim=1) / math.log(2)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *,
-               order: Literal["wavefront", "raster", "full"] = "wavefront", **options: Any) -> torch.Tensor:
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        *,
+        order: Literal["wavefront", "raster", "full"] = "wavefront",
+        **options: Any,
+    ) -> torch.Tensor:
         """Pixel by pixel; pixel (r, c) draws its level from the softmax by inverse CDF with its own uniform
         ``u[r, c]``, all drawn from ``generator`` up front, so the three ``order`` s give the same images:
 
@@ -290,9 +306,17 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # docs/DISCREPANCIES.md.
     if profile == "demo":
         size = max(16, cfg.data.image_size // 2)  # 16 px is the smallest size every evaluator takes
-        return {"data.image_size": size, "model.layers": 6, "model.hidden": 32, "model.bottleneck": 0,
-                "model.kernel": 5, "train.lr": scaled_lr(cfg.train.lr), "train.epochs": 2 if size >= 64 else 10,
-                "train.sample_every": 5, "train.checkpoint_every": 10}
+        return {
+            "data.image_size": size,
+            "model.layers": 6,
+            "model.hidden": 32,
+            "model.bottleneck": 0,
+            "model.kernel": 5,
+            "train.lr": scaled_lr(cfg.train.lr),
+            "train.epochs": 2 if size >= 64 else 10,
+            "train.sample_every": 5,
+            "train.checkpoint_every": 10,
+        }
     if profile == "smoke":
         return {"model.layers": 2, "model.hidden": 4, "model.bottleneck": 0, "model.kernel": 3}
     return {}
@@ -306,13 +330,28 @@ PRESETS: dict[str, dict[str, Any]] = {
     "size128": {"data.image_size": 128},
     # spec §3.3: the code ran Model() defaults, plain 8 x 64, for 50 epochs
     "asrun": {"model.arch": "plain", "model.hidden": 64, "model.layers": 8, "train.epochs": 50},
-    "lr5e-4-asrun": {"model.arch": "plain", "model.hidden": 64, "model.layers": 8, "train.epochs": 50,
-                     "train.lr": 5e-4},
+    "lr5e-4-asrun": {
+        "model.arch": "plain",
+        "model.hidden": 64,
+        "model.layers": 8,
+        "train.epochs": 50,
+        "train.lr": 5e-4,
+    },
     # Discvsauto builds the 1e-5 model with 10 plain layers of 64 channels
-    "lr1e-5-asrun": {"model.arch": "plain", "model.hidden": 64, "model.layers": 10, "train.epochs": 50,
-                     "train.lr": 1e-5},
-    "size128-asrun": {"model.arch": "plain", "model.hidden": 64, "model.layers": 8, "train.epochs": 50,
-                      "data.image_size": 128},
+    "lr1e-5-asrun": {
+        "model.arch": "plain",
+        "model.hidden": 64,
+        "model.layers": 10,
+        "train.epochs": 50,
+        "train.lr": 1e-5,
+    },
+    "size128-asrun": {
+        "model.arch": "plain",
+        "model.hidden": 64,
+        "model.layers": 8,
+        "train.epochs": 50,
+        "data.image_size": 128,
+    },
     "tiny": {"data.image_size": 16, "model.hidden": 4, "model.layers": 3, "model.kernel": 3},
 }
 
@@ -321,8 +360,13 @@ FAMILY = Family(
     config_cls=PixelCNNConfig,
     build=build,
     presets=PRESETS,
-    defaults={"data.image_size": 64, "data.hflip": True, "train.lr": 1e-4, "train.epochs": 25,
-              "train.batch_size": 128},
+    defaults={
+        "data.image_size": 64,
+        "data.hflip": True,
+        "train.lr": 1e-4,
+        "train.epochs": 25,
+        "train.batch_size": 128,
+    },
     profile_overrides=profile_overrides,
     description="PixelCNN with masked convolutions and a 256-way softmax; [0, 1] images",
 )

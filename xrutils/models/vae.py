@@ -135,15 +135,18 @@ class VAE(GenerativeModel):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def reparameterise(
+        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+    ) -> torch.Tensor:
         eps = randn(tuple(mu.shape), generator, mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
         return {"vae": torch.optim.Adam(self.parameters(), lr=train_cfg.lr)}
 
-    def training_step(self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer],
-                      ctx: StepContext) -> dict[str, float]:
+    def training_step(
+        self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
+    ) -> dict[str, float]:
         opt = optimizers["vae"]
         opt.zero_grad(set_to_none=True)
         with ctx.autocast():
@@ -157,8 +160,11 @@ class VAE(GenerativeModel):
         ctx.backward(loss)
         ctx.step(opt)
         b = batch.shape[0]
-        return {"loss": float(loss.item()), "bce_per_image": float(recon.item() / b),
-                "kl_per_image": float(kl.item() / b)}
+        return {
+            "loss": float(loss.item()),
+            "bce_per_image": float(recon.item() / b),
+            "kl_per_image": float(kl.item() / b),
+        }
 
     def fixed_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Prior draws z ~ N(0, I) behind a fixed-noise grid: (n, latent)."""
@@ -175,8 +181,9 @@ class VAE(GenerativeModel):
         with eval_mode(self):
             return self.decode(randn((n, self.cfg.latent), g, self.device)).float()
 
-    def bits_per_dim(self, x: torch.Tensor, generator: torch.Generator | None = None,
-                     n_samples: int = 1) -> torch.Tensor:
+    def bits_per_dim(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, n_samples: int = 1
+    ) -> torch.Tensor:
         """Negative ELBO in bits per pixel of the normalised BCE model (module docstring); (B,), x in [0, 1].
 
         ``n_samples`` posterior draws (from ``generator``, default a fixed seed so the value is reproducible)
@@ -211,8 +218,13 @@ def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
     # * 25 epochs of 15 batches (375 steps; the baseline's FD8 is 0.8 after one epoch and 0.7-0.8 from then on), a
     #   grid every 5 epochs, a judged checkpoint every 10 (and the first and last).
     if profile == "demo":
-        return {"data.image_size": max(16, cfg.data.image_size // 2), "train.lr": scaled_lr(cfg.train.lr),
-                "train.epochs": 25, "train.checkpoint_every": 10, "train.sample_every": 5}
+        return {
+            "data.image_size": max(16, cfg.data.image_size // 2),
+            "train.lr": scaled_lr(cfg.train.lr),
+            "train.epochs": 25,
+            "train.checkpoint_every": 10,
+            "train.sample_every": 5,
+        }
     if profile == "smoke":
         return {"model.hidden": 8, "model.latent": 4}
     return {}
@@ -224,7 +236,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "lr1e-6": {"train.lr": 1e-6},
     "size64": {"data.image_size": 64, "train.lr": 1e-6},  # thesis: 64 "stabilised with lr 1e-6"
     "size32": {"data.image_size": 32},  # thesis text and HEAD code: h 400 (3 hidden layers)
-    "size32-h200": {"data.image_size": 32, "model.hidden": 200},  # [backup] and the comparison scripts' 32-VAE
+    "size32-h200": {
+        "data.image_size": 32,
+        "model.hidden": 200,
+    },  # [backup] and the comparison scripts' 32-VAE
     "hidden300": {"model.hidden": 300},
     "hidden500": {"model.hidden": 500},
     "asrun": {"data.image_size": 64},  # spec §3.2 #1: HEAD's baseline ran at 64x64
