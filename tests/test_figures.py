@@ -63,8 +63,9 @@ def test_runs_of_the_table_exist_as_presets():
 
 
 def test_failure_and_comparison_runs_are_the_ones_the_brief_names():
-    assert studies.FIGURES[8].runs == ("gan__lr1e-3-asrun",)
-    assert studies.FIGURES[32].runs == ("ddpm__size32-deep",)
+    # the failure run first, then the working run its verdict is measured against
+    assert studies.FIGURES[8].runs == ("gan__lr1e-3-asrun", "gan__lr1e-3")
+    assert studies.FIGURES[32].runs == ("ddpm__size32-deep", "ddpm__size32")
     assert set(studies.STUDIES["compare"].runs) == {
         "gan__baseline",
         "vae__size32",
@@ -243,6 +244,56 @@ def test_sample_figure_reads_the_final_grid_and_real_images(study_ctx):
     assert titles[0].startswith("Dataset") and "epoch 3" in titles[1] and "lr 1e-5" in titles[1]
     entry = json.loads((study_ctx.fig_dir / "index" / "fig_07_gan_lr_samples.json").read_text())
     assert [r["epoch"] for r in entry["runs"]] == [3, 3]
+
+
+def drawn_runs(entry: dict) -> list[str]:
+    """The run folders a figure's index entry says it drew (its judges left out), in order."""
+    return [Path(r["run_dir"]).name for r in entry["runs"] if not r["role"].startswith("judge")]
+
+
+def test_every_thesis_figure_draws_exactly_the_runs_of_the_figure_table(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    for run in studies.all_runs("smoke"):
+        _fake_run(runs, run)
+
+    def fresh(run_dir, n=64, seed=0):
+        cfg = RunDir(run_dir).read_config()
+        s = cfg.data.image_size
+        return cfg, torch.rand(n, 1, s, s, generator=torch.Generator().manual_seed(seed))
+
+    monkeypatch.setattr(plotting, "fresh_samples", fresh)
+    checked = []
+    for name, study in studies.STUDIES.items():
+        if not study.runs:
+            continue
+        ctx = studies.open_study(
+            name, profile="smoke", run_root=runs, fig_dir=tmp_path / "figs", protocol="corrected"
+        )
+        ctx.results = {
+            "protocol": "corrected",
+            "judges": {},
+            "runs": {
+                r: {"judge": _curve([1.0, 1.2]), "classifier": _curve([0.2, 0.4])} for r in study.curve_runs
+            },
+        }
+        for n in study.figures:
+            plt.close(getattr(plotting, f"fig_{n:02d}")(ctx))
+            entry = json.loads((ctx.fig_dir / "index" / f"{figures.stem(n)}.json").read_text())
+            assert drawn_runs(entry) == list(studies.FIGURES[n].runs), n
+            checked.append(n)
+    assert checked == list(range(5, 38))
+
+
+def test_studies_read_exactly_the_runs_their_figures_draw():
+    for name, study in studies.STUDIES.items():
+        specs = [studies.FIGURES[n] for n in study.figures]
+        specs += [f for f in studies.SUPPLEMENTARY.values() if f.study == name]
+        assert set(study.runs) == {r for f in specs for r in f.runs}, name
+        assert set(study.curve_runs) == {r for f in specs if f.scores for r in f.runs}, name
+        assert study.classifier == any(f.scores == "classifier" for f in specs), name
+    assert studies.STUDIES["gan_lr"].runs[-1] == "gan__lr1e-3-asrun"  # drawn (Figure 8), never judged
+    assert "gan__lr1e-3-asrun" not in studies.STUDIES["gan_lr"].curve_runs
+    assert studies.STUDIES["compare"].classifier and not studies.STUDIES["gan_lr"].classifier
 
 
 def test_index_lists_all_37_and_marks_missing(study_ctx):

@@ -258,6 +258,9 @@ def test_study_notebook_wrote_its_figures_results_and_index(smoke_build, study):
         for r in entry["runs"]:
             if r.get("run_dir", "").startswith(str(smoke_build["runs"])):
                 assert Path(r["run_dir"]).is_dir(), r
+        if studies.FIGURES[n].runs:  # it drew exactly the runs of the figure table, in its order
+            drawn = [Path(r["run_dir"]).name for r in entry["runs"] if not r["role"].startswith("judge")]
+            assert drawn == list(studies.FIGURES[n].runs), stem
         if s.runs:
             assert "phantom" in entry["data_source"]
             assert entry["footer"].startswith("smoke profile, phantom data"), entry["footer"]

@@ -150,10 +150,14 @@ def _panels(panels: list[tuple[str, np.ndarray]], suptitle: str | None = None) -
     return fig
 
 
-def sample_figure(
-    ctx: StudyContext, key: int | str, runs: list[str], *, dataset: bool = True, notes: str = ""
-) -> plt.Figure:
-    """Dataset panel (left) and each run's final-epoch sample grid, left to right in ``runs`` order."""
+def figure_runs(key: int | str) -> list[str]:
+    """The runs figure ``key`` draws, in its order: the figure table (:data:`xrutils.studies.FIGURES`) says."""
+    return list(figures.spec(key).runs)
+
+
+def sample_figure(ctx: StudyContext, key: int | str, *, dataset: bool = True, notes: str = "") -> plt.Figure:
+    """Dataset panel (left) and each of the figure's runs' final-epoch sample grid, left to right."""
+    runs = figure_runs(key)
     dirs = [ctx.run_dir(r) for r in runs]
     cfgs = [RunDir(d).read_config() for d in dirs]
     panels, prov = [], []
@@ -213,15 +217,11 @@ def _curve_axes(
 
 
 def curve_figure(
-    ctx: StudyContext,
-    key: int | str,
-    runs: list[str],
-    *,
-    results: dict | None = None,
-    title: str = "",
-    notes: str = "",
+    ctx: StudyContext, key: int | str, *, results: dict | None = None, title: str = "", notes: str = ""
 ) -> plt.Figure:
-    """Thesis-style "discriminator loss per epoch" curves (corrected protocol unless the study says otherwise)."""
+    """Thesis-style "discriminator loss per epoch" curves of the figure's runs (corrected protocol unless the
+    study says otherwise)."""
+    runs = figure_runs(key)
     res = _results_runs(ctx, results)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     prov = _curve_axes(ax, ctx, runs, results, "judge")
@@ -624,8 +624,9 @@ def _reals01(cfg: RunConfig, n: int) -> torch.Tensor:
     return load_images(cfg.data, progress=False).images[:n].float() / 255.0
 
 
-def fig_08(ctx: StudyContext, run: str = "gan__lr1e-3-asrun", fixed: str = "gan__lr1e-3") -> plt.Figure:
+def fig_08(ctx: StudyContext) -> plt.Figure:
     """The lr 1e-3 GAN with h 64: its last samples, the h 128 run that replaced it, its losses, and a verdict."""
+    run, fixed = figure_runs(8)
     d = ctx.run_dir(run)
     cfg, fakes = fresh_samples(d, n=64)
     stats = collapse_stats(fakes, _reals01(cfg, 64))
@@ -684,8 +685,9 @@ def fig_08(ctx: StudyContext, run: str = "gan__lr1e-3-asrun", fixed: str = "gan_
     return fig
 
 
-def fig_32(ctx: StudyContext, run: str = "ddpm__size32-deep", fixed: str = "ddpm__size32") -> plt.Figure:
+def fig_32(ctx: StudyContext) -> plt.Figure:
     """The over-deep 32² DDPM: fresh samples, the 3-level 32² run next to it, and whether they are black."""
+    run, fixed = figure_runs(32)
     d = ctx.run_dir(run)
     cfg, fakes = fresh_samples(d, n=16)
     stats = collapse_stats(fakes, _reals01(cfg, 16))
@@ -725,156 +727,144 @@ def fig_32(ctx: StudyContext, run: str = "ddpm__size32-deep", fixed: str = "ddpm
 
 
 def fig_05(ctx):
-    return sample_figure(ctx, 5, ["gan__baseline"])
+    return sample_figure(ctx, 5)
 
 
 def fig_06(ctx, results=None):
-    return curve_figure(
-        ctx, 6, ["gan__baseline"], results=results, title="GAN baseline, judged by its own final D"
-    )
+    return curve_figure(ctx, 6, results=results, title="GAN baseline, judged by its own final D")
 
 
 def fig_07(ctx):
-    return sample_figure(ctx, 7, ["gan__lr1e-5", "gan__lr1e-3"])
+    return sample_figure(ctx, 7)
 
 
 def fig_09(ctx, results=None):
     return curve_figure(
         ctx,
         9,
-        ["gan__baseline", "gan__lr1e-5", "gan__lr1e-3"],
         results=results,
         title="GAN learning rates (64²)",
     )
 
 
 def fig_10(ctx):
-    return sample_figure(ctx, 10, ["gan__size32"])
+    return sample_figure(ctx, 10)
 
 
 def fig_11(ctx):
-    return sample_figure(ctx, 11, ["gan__size128"])
+    return sample_figure(ctx, 11)
 
 
 def fig_12(ctx, results=None):
     return curve_figure(
         ctx,
         12,
-        ["gan__size32", "gan__baseline", "gan__size128"],
         results=results,
         title="GAN image sizes, each judged by the discriminator of its own size",
     )
 
 
 def fig_13(ctx):
-    return sample_figure(ctx, 13, ["gan__hidden128", "gan__hidden32"])
+    return sample_figure(ctx, 13)
 
 
 def fig_14(ctx, results=None):
     return curve_figure(
         ctx,
         14,
-        ["gan__hidden32", "gan__baseline", "gan__hidden128"],
         results=results,
         title="GAN hidden sizes (64²)",
     )
 
 
 def fig_15(ctx):
-    return sample_figure(ctx, 15, ["vae__baseline"])
+    return sample_figure(ctx, 15)
 
 
 def fig_16(ctx, results=None):
-    return curve_figure(ctx, 16, ["vae__baseline"], results=results, title="VAE baseline (128² judge)")
+    return curve_figure(ctx, 16, results=results, title="VAE baseline (128² judge)")
 
 
 def fig_17(ctx, results=None):
-    return curve_figure(
-        ctx, 17, ["vae__baseline", "vae__lr1e-5", "vae__lr1e-6"], results=results, title="VAE learning rates"
-    )
+    return curve_figure(ctx, 17, results=results, title="VAE learning rates")
 
 
 def fig_18(ctx, results=None):
     return curve_figure(
         ctx,
         18,
-        ["vae__size32", "vae__size64", "vae__baseline"],
         results=results,
         title="VAE image sizes, each judged by the discriminator of its own size",
     )
 
 
 def fig_19(ctx):
-    return sample_figure(ctx, 19, ["vae__baseline", "vae__size64", "vae__size32"])
+    return sample_figure(ctx, 19)
 
 
 def fig_20(ctx, results=None):
     return curve_figure(
         ctx,
         20,
-        ["vae__hidden300", "vae__baseline", "vae__hidden500"],
         results=results,
         title="VAE hidden sizes",
     )
 
 
 def fig_21(ctx):
-    return sample_figure(ctx, 21, ["vae__baseline", "vae__hidden300", "vae__hidden500"])
+    return sample_figure(ctx, 21)
 
 
 def fig_22(ctx):
-    return sample_figure(ctx, 22, ["pixelcnn__baseline"])
+    return sample_figure(ctx, 22)
 
 
 def fig_23(ctx, results=None):
-    return curve_figure(ctx, 23, ["pixelcnn__baseline"], results=results, title="PixelCNN baseline")
+    return curve_figure(ctx, 23, results=results, title="PixelCNN baseline")
 
 
 def fig_24(ctx, results=None):
     return curve_figure(
         ctx,
         24,
-        ["pixelcnn__baseline", "pixelcnn__lr5e-4", "pixelcnn__lr1e-5"],
         results=results,
         title="PixelCNN learning rates",
     )
 
 
 def fig_25(ctx):
-    return sample_figure(ctx, 25, ["pixelcnn__lr5e-4", "pixelcnn__lr1e-5"])
+    return sample_figure(ctx, 25)
 
 
 def fig_26(ctx, results=None):
     return curve_figure(
         ctx,
         26,
-        ["pixelcnn__size128", "pixelcnn__baseline", "pixelcnn__size32"],
         results=results,
         title="PixelCNN image sizes, each judged by the discriminator of its own size",
     )
 
 
 def fig_27(ctx):
-    return sample_figure(ctx, 27, ["pixelcnn__size128", "pixelcnn__size32"])
+    return sample_figure(ctx, 27)
 
 
 def fig_28(ctx):
-    return sample_figure(ctx, 28, ["ddpm__baseline"])
+    return sample_figure(ctx, 28)
 
 
 def fig_29(ctx, results=None):
-    return curve_figure(ctx, 29, ["ddpm__baseline"], results=results, title="DDPM baseline")
+    return curve_figure(ctx, 29, results=results, title="DDPM baseline")
 
 
 def fig_30(ctx):
-    return sample_figure(ctx, 30, ["ddpm__lr5e-4", "ddpm__lr1e-5"])
+    return sample_figure(ctx, 30)
 
 
 def fig_31(ctx, results=None):
     return curve_figure(
         ctx,
         31,
-        ["ddpm__baseline", "ddpm__lr5e-4", "ddpm__lr1e-5"],
         results=results,
         title="DDPM learning rates",
     )
@@ -884,21 +874,19 @@ def fig_33(ctx, results=None):
     return curve_figure(
         ctx,
         33,
-        ["ddpm__size32", "ddpm__baseline"],
         results=results,
         title="DDPM image sizes, each judged by the discriminator of its own size",
     )
 
 
 def fig_34(ctx):
-    return sample_figure(ctx, 34, ["ddpm__size32"])
+    return sample_figure(ctx, 34)
 
 
 def fig_35(ctx):
     return sample_figure(
         ctx,
         35,
-        ["vae__size32", "pixelcnn__baseline", "ddpm__size32", "gan__baseline"],
         notes="GAN baseline added as the last panel (the thesis text discusses it; the caption omits it).",
     )
 
@@ -907,7 +895,6 @@ def fig_36(ctx, results=None):
     return curve_figure(
         ctx,
         36,
-        ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"],
         results=results,
         title="Selected models, each judged by the discriminator of its own size",
     )
@@ -915,7 +902,7 @@ def fig_36(ctx, results=None):
 
 def fig_37(ctx, results=None):
     """Classifier score (mean P(real)) per epoch of the selected models, with intervals and the judge's accuracy."""
-    runs = ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"]
+    runs = figure_runs(37)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     prov = _curve_axes(ax, ctx, runs, results, "classifier")
     ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
@@ -935,11 +922,7 @@ def fig_37(ctx, results=None):
 
 def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
     """Supplementary: the same selected runs judged under the original and the corrected protocol."""
-    runs = [
-        r
-        for r in ["pixelcnn__baseline", "ddpm__size32", "vae__size32", "gan__baseline"]
-        if r in corrected["runs"]
-    ]
+    runs = [r for r in figure_runs("S1") if r in corrected["runs"]]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
     prov = []
     for ax, (name, res) in zip(axes, [("original", original), ("corrected", corrected)], strict=True):
@@ -957,7 +940,7 @@ def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
     return fig
 
 
-def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__faithful") -> plt.Figure:
+def fig_S2(ctx: StudyContext) -> plt.Figure:
     """Supplementary: the thesis's diversity loss at a scaled profile's width, next to the setting without it.
 
     Panels: training images, both runs' last grids, FD8 of every grid against the training images, and the two
@@ -966,6 +949,7 @@ def fig_S2(ctx: StudyContext, run: str = "gan__baseline", faithful: str = "gan__
     from xrutils.evaluators.metrics import pooled_fd
     from xrutils.runs import read_grid
 
+    run, faithful = figure_runs("S2")
     dirs = {r: ctx.run_dir(r) for r in (run, faithful)}
     cfgs = {r: RunDir(d).read_config() for r, d in dirs.items()}
     real = load_images(cfgs[run].data, progress=False).images

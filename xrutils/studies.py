@@ -5,8 +5,9 @@ One place answers "what does Figure N need?" for the Makefile generator, the not
 * :data:`STUDIES`: study name -> :class:`Study` (thesis section and question, runs, curve runs, figures, what the
   thesis concluded). The notebook of a study is ``notebooks/<study>.ipynb``.
 * :data:`FIGURES`: thesis figure number (1-37) -> :class:`FigureSpec` (study, file name, thesis caption, runs).
-* :func:`judge_run`: the judge of a run at image size S is the final-epoch discriminator of the GAN run at S
-  (DESIGN.md); resolved from the configs, so a profile that changes image sizes cannot pick the wrong judge.
+* :func:`resolve_judges`: the judge of a run at image size S is the final-epoch discriminator of the GAN run at S
+  (DESIGN.md); resolved from the image sizes the configs (or run folders) hold, so a profile that changes image
+  sizes cannot pick the wrong judge. :func:`judge_runs_for` and :meth:`StudyContext.judges` both call it.
 * :class:`StudyContext` (:func:`open_study`): what a study notebook holds: its parameters, run folders, the
   evaluation across judge sizes, and the generated summary next to the thesis's claim.
 
@@ -23,7 +24,7 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +44,11 @@ class Study:
     name: str
     section: str  # thesis section
     question: str  # the thesis's question, verbatim where it has one
-    runs: tuple[str, ...]  # run names "<family>__<preset>" the notebook reads
-    curve_runs: tuple[str, ...]  # the runs scored per epoch by the judge (the curves)
+    runs: tuple[str, ...]  # run names "<family>__<preset>" the notebook reads (from its figures, see _study)
+    curve_runs: tuple[str, ...]  # the runs scored per epoch by a judge (the runs of its curve figures)
     figures: tuple[int, ...]
     claim: str  # what the thesis concluded
-    classifier: bool = False  # the classifier judge (Figure 37)
+    classifier: bool = False  # the classifier judge (a figure with scores="classifier": Figure 37)
     extra_judges: tuple[int, ...] = ()  # image sizes judged although no curve run has them (none so far)
 
     @property
@@ -61,8 +62,11 @@ class FigureSpec:
     slug: str  # file stem after fig_NN_
     study: str
     caption: str  # the thesis's caption
-    runs: tuple[str, ...] = ()
+    runs: tuple[
+        str, ...
+    ] = ()  # the runs the figure draws, in the order it draws them (the one place that says so)
     note: str = ""  # where this reproduction differs from the caption (caption slips, spec section)
+    scores: str = ""  # "judge" / "classifier": the runs are scored per epoch by that judge (a curve figure)
 
     @property
     def stem(self) -> str:
@@ -131,202 +135,6 @@ EXPECTED_FAILURES: dict[str, str] = {
 SCALED_ONLY_RUNS: tuple[str, ...] = ("gan__faithful",)
 
 
-def study_runs(study: Study, profile: str) -> tuple[str, ...]:
-    """The runs a study reads in ``profile`` (:data:`SCALED_ONLY_RUNS` only outside the thesis profile)."""
-    return tuple(r for r in study.runs if profile != "thesis" or r not in SCALED_ONLY_RUNS)
-
-
-def label(run: str) -> str:
-    return LABELS.get(run, run)
-
-
-def _study(name, section, question, runs, figures, claim, curve_runs=None, **kw) -> Study:
-    runs = tuple(runs)
-    return Study(
-        name,
-        section,
-        question,
-        runs,
-        tuple(curve_runs if curve_runs is not None else runs),
-        tuple(figures),
-        claim,
-        **kw,
-    )
-
-
-STUDIES: dict[str, Study] = {
-    s.name: s
-    for s in (
-        _study(
-            "dataset",
-            "§2.1",
-            "What does the NIH ChestX-ray14 dataset hold?",
-            (),
-            (1, 2),
-            "'No Finding' is by far the largest class; the other 14 labels are findings (Figure 1).",
-            (),
-        ),
-        _study(
-            "architectures",
-            "§2.3",
-            "What do the DCGAN and the diffusion U-Net look like?",
-            (),
-            (3, 4),
-            "Figure 3 shows the DCGAN as tensor boxes; Figure 4 is the U-Net of Ronneberger et al. "
-            "(572×572 example), not the network that was trained.",
-            (),
-        ),
-        _study(
-            "gan_epochs",
-            "§3.2.2-3.2.3",
-            "How do the baseline GAN generated images compare to the NIH X-ray dataset images, and for which "
-            "epoch are they closest?",
-            ("gan__baseline", "gan__faithful"),
-            (5, 6),
-            "The images are of quite high quality with small issues; the discriminator usually detects the fakes "
-            "well, with a high point at epoch 49, so 50 epochs are kept.",
-            curve_runs=("gan__baseline",),
-        ),
-        _study(
-            "gan_lr",
-            "§3.2.4",
-            "For which learning rate is the GAN producing X-ray images that are closest to the "
-            "NIH chest X-ray dataset?",
-            ("gan__baseline", "gan__lr1e-5", "gan__lr1e-3", "gan__lr1e-3-asrun"),
-            (7, 8, 9),
-            "The baseline (lr 1e-4) outperforms both: it has the highest peak and lr 1e-5 the lowest. "
-            "At lr 1e-3 with h 64 the GAN fell apart (Figure 8), so the 1e-3 run used h 128.",
-            curve_runs=("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"),
-        ),
-        _study(
-            "gan_size",
-            "§3.2.5",
-            "For which image size are the GAN generated images closest to the NIH chest X-ray dataset?",
-            ("gan__size32", "gan__baseline", "gan__size128"),
-            (10, 11, 12),
-            "32² is a little blurrier but fine, 128² collapsed (spikes in the curve); the baseline (64²) scores "
-            "at least as high as 32² and is kept.",
-        ),
-        _study(
-            "gan_hidden",
-            "§3.2.6",
-            "For which hidden dimension size are the GAN generated images closest to the "
-            "NIH chest X-ray dataset?",
-            ("gan__hidden32", "gan__baseline", "gan__hidden128"),
-            (13, 14),
-            "h 128 fluctuates strongly and shows artefacts, h 32 scores about the same as the baseline; the "
-            "baseline (h 64) is kept.",
-        ),
-        _study(
-            "vae_epochs",
-            "§3.3.2-3.3.3",
-            "How do the baseline VAE generated images compare to the NIH X-ray "
-            "dataset images, and for which epoch are they closest?",
-            ("vae__baseline",),
-            (15, 16),
-            "The VAE over-generalises (blurry images); the curve is nearly flat, so the baseline is kept.",
-        ),
-        _study(
-            "vae_lr",
-            "§3.3.4",
-            "For which learning rate is the VAE producing X-ray images that are closest to the "
-            "NIH chest X-ray dataset?",
-            ("vae__baseline", "vae__lr1e-5", "vae__lr1e-6"),
-            (17,),
-            "All learning rates give similar curves and images; the baseline (lr 1e-4) is kept.",
-        ),
-        _study(
-            "vae_size",
-            "§3.3.5",
-            "For which image size are the VAE generated images closest to the NIH chest X-ray dataset?",
-            ("vae__baseline", "vae__size64", "vae__size32"),
-            (18, 19),
-            "32² scores much higher than 64² and 128² (which are about equal); 32² is selected.",
-        ),
-        _study(
-            "vae_hidden",
-            "§3.3.6",
-            "For which hidden dimension size are the VAE generated images closest to the "
-            "NIH chest X-ray dataset?",
-            ("vae__baseline", "vae__hidden300", "vae__hidden500"),
-            (20, 21),
-            "h 500 ends higher but is unstable; the baseline (h 400) is kept.",
-        ),
-        _study(
-            "pixelcnn_epochs",
-            "§3.4.2-3.4.3",
-            "How do the baseline autoregressive model's images compare to the NIH "
-            "X-ray dataset images, and for which epoch are they closest?",
-            ("pixelcnn__baseline",),
-            (22, 23),
-            "Only partial X-ray structure; little improvement over 25 epochs, which are kept.",
-        ),
-        _study(
-            "pixelcnn_lr",
-            "§3.4.4",
-            "For which learning rate is the autoregressive model producing X-ray images "
-            "that are closest to the NIH chest X-ray dataset?",
-            ("pixelcnn__baseline", "pixelcnn__lr5e-4", "pixelcnn__lr1e-5"),
-            (24, 25),
-            "lr 5e-4 scores much lower (darker images); the baseline (lr 1e-4) is kept. (The original script "
-            "scored these curves with an inverted label and the final checkpoint at every epoch, spec §4.4.)",
-        ),
-        _study(
-            "pixelcnn_size",
-            "§3.4.5",
-            "For which image size are the images generated by the autoregressive model "
-            "closest to the NIH chest X-ray dataset?",
-            ("pixelcnn__size32", "pixelcnn__baseline", "pixelcnn__size128"),
-            (26, 27),
-            "128² scores highest, 32² lowest, the baseline in between; by eye 32² is the most promising, yet the "
-            "baseline is the model carried into the final comparison.",
-        ),
-        _study(
-            "ddpm_epochs",
-            "§3.5.2-3.5.3",
-            "How do the baseline diffusion model's images compare to the NIH X-ray "
-            "dataset images, and for which epoch are they closest?",
-            ("ddpm__baseline",),
-            (28, 29),
-            "Visually as close as the GAN; the discriminator detects the fakes well (low loss); 50 epochs kept.",
-        ),
-        _study(
-            "ddpm_lr",
-            "§3.5.4",
-            "For which learning rate is the diffusion model producing X-ray images that are "
-            "closest to the NIH chest X-ray dataset?",
-            ("ddpm__baseline", "ddpm__lr5e-4", "ddpm__lr1e-5"),
-            (30, 31),
-            "lr 5e-4 performs about the same as the baseline; lr 1e-5 is a little unclear.",
-        ),
-        _study(
-            "ddpm_size",
-            "§3.5.5",
-            "For which image size are the images generated by the diffusion model closest to "
-            "the NIH chest X-ray dataset?",
-            ("ddpm__baseline", "ddpm__size32", "ddpm__size32-deep"),
-            (32, 33, 34),
-            "An over-deep 32² network produced black images (Figure 32); the simplified 3-level 32² model scores "
-            "much higher than the 64² baseline and is selected.",
-            curve_runs=("ddpm__baseline", "ddpm__size32"),
-        ),
-        _study(
-            "compare",
-            "§3.6-3.7",
-            "Which algorithm (GAN, VAE, diffusion model or autoregressive model) generates "
-            "chest X-ray images with the highest fidelity?",
-            ("gan__baseline", "vae__size32", "pixelcnn__baseline", "ddpm__size32"),
-            (35, 36, 37),
-            "By eye: DDPM > GAN > VAE > PixelCNN. Discriminator: VAE and PixelCNN are hardest to detect (their "
-            "curves coincide), DDPM best overall. Classifier: VAE and DDPM sit at 0.5 ('easily detected'), the GAN "
-            "performs best.",
-            classifier=True,
-        ),
-    )
-}
-
-STUDY_NOTEBOOKS = tuple(s for s in STUDIES if s not in DATA_NOTEBOOKS)
-
 FIGURES: dict[int, FigureSpec] = {
     f.number: f
     for f in (
@@ -378,6 +186,7 @@ FIGURES: dict[int, FigureSpec] = {
             "as image size.",
             ("gan__baseline",),
             note="The judge is this run's own final discriminator, as in the thesis (spec §5).",
+            scores="judge",
         ),
         FigureSpec(
             7,
@@ -396,7 +205,7 @@ FIGURES: dict[int, FigureSpec] = {
             "gan_lr",
             "Picture of a Generative Adversarial Network that has fallen "
             "apart in epoch 50 with learning rate 1e-3 and has some artefacts.",
-            ("gan__lr1e-3-asrun",),
+            ("gan__lr1e-3-asrun", "gan__lr1e-3"),
             note="Produced by the run that triggered it: lr 1e-3 with h 64 (preset lr1e-3-asrun). The figure "
             "states whether this run fell apart.",
         ),
@@ -408,6 +217,7 @@ FIGURES: dict[int, FigureSpec] = {
             "learning rate of 1e-5 and a learning rate of 1e-3. These tests are on a Generative Adversarial "
             "Network after 50 epochs and an image size of 64 x 64.",
             ("gan__baseline", "gan__lr1e-5", "gan__lr1e-3"),
+            scores="judge",
         ),
         FigureSpec(
             10,
@@ -437,6 +247,7 @@ FIGURES: dict[int, FigureSpec] = {
             ("gan__size32", "gan__baseline", "gan__size128"),
             note="The thesis caption duplicates Figure 10's; the text says Figure 12 is the discriminator loss "
             "per image size (32/64/128, each judged by its own size's discriminator), which this draws.",
+            scores="judge",
         ),
         FigureSpec(
             13,
@@ -456,6 +267,7 @@ FIGURES: dict[int, FigureSpec] = {
             "tested (32, 64 and 128). The models ran with a learning rate of 1e-4, and 50 epochs exactly as the "
             "baseline.",
             ("gan__hidden32", "gan__baseline", "gan__hidden128"),
+            scores="judge",
         ),
         FigureSpec(
             15,
@@ -475,6 +287,7 @@ FIGURES: dict[int, FigureSpec] = {
             "dimension size 400.",
             ("vae__baseline",),
             note="Judged by the 128² GAN's discriminator, as the thesis did.",
+            scores="judge",
         ),
         FigureSpec(
             17,
@@ -483,6 +296,7 @@ FIGURES: dict[int, FigureSpec] = {
             "Variational Autoencoder and a learning rate of 1e-4 (baseline), 1e-5 "
             "and 1e-6 after 50 epochs, 128 x 128 as image size and a hidden dimension size of 400.",
             ("vae__baseline", "vae__lr1e-5", "vae__lr1e-6"),
+            scores="judge",
         ),
         FigureSpec(
             18,
@@ -494,6 +308,7 @@ FIGURES: dict[int, FigureSpec] = {
             ("vae__size32", "vae__size64", "vae__baseline"),
             note="The caption lists 128 and the baseline, which are the same run; the third size is 64 "
             "(spec §3.2).",
+            scores="judge",
         ),
         FigureSpec(
             19,
@@ -513,6 +328,7 @@ FIGURES: dict[int, FigureSpec] = {
             "with a learning rate of 1e-5 and 128 x 128 images.",
             ("vae__hidden300", "vae__baseline", "vae__hidden500"),
             note="The caption says lr 1e-5; the text and the presets use 1e-4 (spec §3.2).",
+            scores="judge",
         ),
         FigureSpec(
             21,
@@ -537,6 +353,7 @@ FIGURES: dict[int, FigureSpec] = {
             "pixelcnn_epochs",
             "This graph contains the baseline autoregressive model against a discriminator.",
             ("pixelcnn__baseline",),
+            scores="judge",
         ),
         FigureSpec(
             24,
@@ -547,6 +364,7 @@ FIGURES: dict[int, FigureSpec] = {
             ("pixelcnn__baseline", "pixelcnn__lr5e-4", "pixelcnn__lr1e-5"),
             note="Every curve scores each epoch's own checkpoint with fake label 0 (the original inverted the "
             "label and reused the final checkpoint, spec §4.4).",
+            scores="judge",
         ),
         FigureSpec(
             25,
@@ -565,6 +383,7 @@ FIGURES: dict[int, FigureSpec] = {
             "This figure contains a graph from the autoregressive "
             "model with different image sizes, 128, 64 (baseline) and 32.",
             ("pixelcnn__size32", "pixelcnn__baseline", "pixelcnn__size128"),
+            scores="judge",
         ),
         FigureSpec(
             27,
@@ -594,6 +413,7 @@ FIGURES: dict[int, FigureSpec] = {
             "the harder it must have been for the discriminator to detect the fake samples generated by the "
             "diffusion model).",
             ("ddpm__baseline",),
+            scores="judge",
         ),
         FigureSpec(
             30,
@@ -612,6 +432,7 @@ FIGURES: dict[int, FigureSpec] = {
             "rate settings of the diffusion model and the discriminator loss per epoch",
             ("ddpm__baseline", "ddpm__lr5e-4", "ddpm__lr1e-5"),
             note="All three curves are drawn (the original plotted the 5e-4 data twice, spec §4.5).",
+            scores="judge",
         ),
         FigureSpec(
             32,
@@ -619,7 +440,7 @@ FIGURES: dict[int, FigureSpec] = {
             "ddpm_size",
             "Picture of a diffusion model when there are too many "
             "layers when the resolution of the pictures is 32 x 32.",
-            ("ddpm__size32-deep",),
+            ("ddpm__size32-deep", "ddpm__size32"),
             note="Produced by the over-deep six-level 32² network (preset size32-deep). The figure states "
             "whether this run produced black images.",
         ),
@@ -631,6 +452,7 @@ FIGURES: dict[int, FigureSpec] = {
             "the fake sample and a real sample. Diffusion algorithm with inputs 32 x 32 and inputs 64 x 64 "
             "(baseline).",
             ("ddpm__size32", "ddpm__baseline"),
+            scores="judge",
         ),
         FigureSpec(
             34,
@@ -663,6 +485,7 @@ FIGURES: dict[int, FigureSpec] = {
             note="Each model is judged by the discriminator of its own size (64²: GAN baseline; 32²: GAN 32²). "
             "The original scored the VAE's images in the PixelCNN slot, hence the identical curves "
             "(spec §4.6); here every model is scored on its own samples.",
+            scores="judge",
         ),
         FigureSpec(
             37,
@@ -672,6 +495,7 @@ FIGURES: dict[int, FigureSpec] = {
             ("gan__baseline", "vae__size32", "pixelcnn__baseline", "ddpm__size32"),
             note="Plotted is a score (mean P(real) of the SimpleCNN), not a loss; both the 32² and the 64² "
             "classifiers are trained (the original 32² classifier never was, spec §4.7).",
+            scores="classifier",
         ),
     )
 }
@@ -687,6 +511,7 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         "corrected one, for the selected models.",
         ("gan__baseline", "vae__size32", "pixelcnn__baseline", "ddpm__size32"),
         note="Not a thesis figure: shows how much of the thesis's curves the protocol explains.",
+        scores="judge",
     ),
     "S2": FigureSpec(
         0,
@@ -700,6 +525,195 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         "diversity loss: at their width the unbounded term dominates the generator's loss.",
     ),
 }
+
+
+def study_runs(study: Study, profile: str) -> tuple[str, ...]:
+    """The runs a study reads in ``profile`` (:data:`SCALED_ONLY_RUNS` only outside the thesis profile)."""
+    return tuple(r for r in study.runs if profile != "thesis" or r not in SCALED_ONLY_RUNS)
+
+
+def label(run: str) -> str:
+    return LABELS.get(run, run)
+
+
+def _unique(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def _study(name: str, section: str, question: str, figures: Iterable[int], claim: str, **kw: Any) -> Study:
+    """A study whose runs come from its figures' entries in :data:`FIGURES` and :data:`SUPPLEMENTARY`.
+
+    ``runs``: the scored (curve) runs first, in figure order, then every other run its figures draw;
+    ``curve_runs``: the runs of its curve figures; ``classifier``: whether one of them is the classifier's.
+    """
+    figures = tuple(figures)
+    specs = [FIGURES[n] for n in figures] + [f for f in SUPPLEMENTARY.values() if f.study == name]
+    wrong = [f.stem for f in specs if f.study != name]
+    if wrong:
+        raise ConfigError(f"study {name}: figures {wrong} belong to other studies")
+    curves = [f for f in specs if f.scores]
+    return Study(
+        name,
+        section,
+        question,
+        _unique([r for f in curves for r in f.runs] + [r for f in specs for r in f.runs]),
+        _unique(r for f in curves for r in f.runs),
+        tuple(figures),
+        claim,
+        classifier=any(f.scores == "classifier" for f in curves),
+        **kw,
+    )
+
+
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        _study(
+            "dataset",
+            "§2.1",
+            "What does the NIH ChestX-ray14 dataset hold?",
+            (1, 2),
+            "'No Finding' is by far the largest class; the other 14 labels are findings (Figure 1).",
+        ),
+        _study(
+            "architectures",
+            "§2.3",
+            "What do the DCGAN and the diffusion U-Net look like?",
+            (3, 4),
+            "Figure 3 shows the DCGAN as tensor boxes; Figure 4 is the U-Net of Ronneberger et al. "
+            "(572×572 example), not the network that was trained.",
+        ),
+        _study(
+            "gan_epochs",
+            "§3.2.2-3.2.3",
+            "How do the baseline GAN generated images compare to the NIH X-ray dataset images, and for which "
+            "epoch are they closest?",
+            (5, 6),
+            "The images are of quite high quality with small issues; the discriminator usually detects the fakes "
+            "well, with a high point at epoch 49, so 50 epochs are kept.",
+        ),
+        _study(
+            "gan_lr",
+            "§3.2.4",
+            "For which learning rate is the GAN producing X-ray images that are closest to the "
+            "NIH chest X-ray dataset?",
+            (7, 8, 9),
+            "The baseline (lr 1e-4) outperforms both: it has the highest peak and lr 1e-5 the lowest. "
+            "At lr 1e-3 with h 64 the GAN fell apart (Figure 8), so the 1e-3 run used h 128.",
+        ),
+        _study(
+            "gan_size",
+            "§3.2.5",
+            "For which image size are the GAN generated images closest to the NIH chest X-ray dataset?",
+            (10, 11, 12),
+            "32² is a little blurrier but fine, 128² collapsed (spikes in the curve); the baseline (64²) scores "
+            "at least as high as 32² and is kept.",
+        ),
+        _study(
+            "gan_hidden",
+            "§3.2.6",
+            "For which hidden dimension size are the GAN generated images closest to the "
+            "NIH chest X-ray dataset?",
+            (13, 14),
+            "h 128 fluctuates strongly and shows artefacts, h 32 scores about the same as the baseline; the "
+            "baseline (h 64) is kept.",
+        ),
+        _study(
+            "vae_epochs",
+            "§3.3.2-3.3.3",
+            "How do the baseline VAE generated images compare to the NIH X-ray "
+            "dataset images, and for which epoch are they closest?",
+            (15, 16),
+            "The VAE over-generalises (blurry images); the curve is nearly flat, so the baseline is kept.",
+        ),
+        _study(
+            "vae_lr",
+            "§3.3.4",
+            "For which learning rate is the VAE producing X-ray images that are closest to the "
+            "NIH chest X-ray dataset?",
+            (17,),
+            "All learning rates give similar curves and images; the baseline (lr 1e-4) is kept.",
+        ),
+        _study(
+            "vae_size",
+            "§3.3.5",
+            "For which image size are the VAE generated images closest to the NIH chest X-ray dataset?",
+            (18, 19),
+            "32² scores much higher than 64² and 128² (which are about equal); 32² is selected.",
+        ),
+        _study(
+            "vae_hidden",
+            "§3.3.6",
+            "For which hidden dimension size are the VAE generated images closest to the "
+            "NIH chest X-ray dataset?",
+            (20, 21),
+            "h 500 ends higher but is unstable; the baseline (h 400) is kept.",
+        ),
+        _study(
+            "pixelcnn_epochs",
+            "§3.4.2-3.4.3",
+            "How do the baseline autoregressive model's images compare to the NIH "
+            "X-ray dataset images, and for which epoch are they closest?",
+            (22, 23),
+            "Only partial X-ray structure; little improvement over 25 epochs, which are kept.",
+        ),
+        _study(
+            "pixelcnn_lr",
+            "§3.4.4",
+            "For which learning rate is the autoregressive model producing X-ray images "
+            "that are closest to the NIH chest X-ray dataset?",
+            (24, 25),
+            "lr 5e-4 scores much lower (darker images); the baseline (lr 1e-4) is kept. (The original script "
+            "scored these curves with an inverted label and the final checkpoint at every epoch, spec §4.4.)",
+        ),
+        _study(
+            "pixelcnn_size",
+            "§3.4.5",
+            "For which image size are the images generated by the autoregressive model "
+            "closest to the NIH chest X-ray dataset?",
+            (26, 27),
+            "128² scores highest, 32² lowest, the baseline in between; by eye 32² is the most promising, yet the "
+            "baseline is the model carried into the final comparison.",
+        ),
+        _study(
+            "ddpm_epochs",
+            "§3.5.2-3.5.3",
+            "How do the baseline diffusion model's images compare to the NIH X-ray "
+            "dataset images, and for which epoch are they closest?",
+            (28, 29),
+            "Visually as close as the GAN; the discriminator detects the fakes well (low loss); 50 epochs kept.",
+        ),
+        _study(
+            "ddpm_lr",
+            "§3.5.4",
+            "For which learning rate is the diffusion model producing X-ray images that are "
+            "closest to the NIH chest X-ray dataset?",
+            (30, 31),
+            "lr 5e-4 performs about the same as the baseline; lr 1e-5 is a little unclear.",
+        ),
+        _study(
+            "ddpm_size",
+            "§3.5.5",
+            "For which image size are the images generated by the diffusion model closest to "
+            "the NIH chest X-ray dataset?",
+            (32, 33, 34),
+            "An over-deep 32² network produced black images (Figure 32); the simplified 3-level 32² model scores "
+            "much higher than the 64² baseline and is selected.",
+        ),
+        _study(
+            "compare",
+            "§3.6-3.7",
+            "Which algorithm (GAN, VAE, diffusion model or autoregressive model) generates "
+            "chest X-ray images with the highest fidelity?",
+            (35, 36, 37),
+            "By eye: DDPM > GAN > VAE > PixelCNN. Discriminator: VAE and PixelCNN are hardest to detect (their "
+            "curves coincide), DDPM best overall. Classifier: VAE and DDPM sit at 0.5 ('easily detected'), the GAN "
+            "performs best.",
+        ),
+    )
+}
+
+STUDY_NOTEBOOKS = tuple(s for s in STUDIES if s not in DATA_NOTEBOOKS)
 
 
 def supplementary_stem(key: str) -> str:
@@ -723,8 +737,8 @@ def all_runs(profile: str | None = None) -> list[str]:
     return out
 
 
-# The GAN runs that can judge an image size; :func:`judge_run` and :func:`judge_runs_for` pick the one whose
-# config has the size. size16 is no thesis run: it judges the demo's halved 32x32 variants (VAE, PixelCNN).
+# The GAN runs that can judge an image size; :func:`resolve_judges` picks the one whose config has the size.
+# size16 is no thesis run: it judges the demo's halved 32x32 variants (VAE, PixelCNN).
 GAN_JUDGE_PRESETS = ("size16", "size32", "baseline", "size128")
 
 
@@ -885,37 +899,41 @@ def image_size_of(run_dir: str | Path) -> int:
     return RunConfig.load(Path(run_dir) / "config.json").data.image_size
 
 
-def judge_run(image_size: int, run_root: str | Path) -> Path:
-    """The GAN run folder under ``run_root`` whose image size is ``image_size`` (its final discriminator judges)."""
-    run_root = Path(run_root)
-    seen = {}
+def resolve_judges(sizes: Iterable[int], size_of: Callable[[str], int | None], where: str) -> dict[int, str]:
+    """Image size -> the GAN run whose final discriminator judges that size: the one judge resolver.
+
+    ``size_of(run)`` gives a candidate's image size (``None`` when it does not exist); the candidates are the
+    presets of :data:`GAN_JUDGE_PRESETS`, in order. ``where`` names what was searched, for the error."""
+    by_size: dict[int, str] = {}
     for preset in GAN_JUDGE_PRESETS:
-        folder = run_root / run_name("gan", preset)
-        if (folder / "config.json").exists():
-            size = image_size_of(folder)
-            seen[preset] = size
-            if size == image_size:
-                return folder
-    raise FileNotFoundError(
-        f"no GAN judge run of image size {image_size} under {run_root} (GAN runs found: "
-        f"{seen or 'none'}); train gan__baseline / gan__size32 / gan__size128 first"
-    )
+        run = run_name("gan", preset)
+        size = size_of(run)
+        if size is not None:
+            by_size.setdefault(size, run)
+    wanted = sorted(set(sizes))
+    missing = [s for s in wanted if s not in by_size]
+    if missing:
+        found = ", ".join(f"{r} {s}²" for s, r in sorted(by_size.items())) or "none"
+        raise JudgeNotFoundError(
+            f"no GAN judge run of image size {missing} {where} (GAN judge runs: {found}); the judges are "
+            f"{', '.join(run_name('gan', p) for p in GAN_JUDGE_PRESETS)}, train the one of that size first"
+        )
+    return {s: by_size[s] for s in wanted}
+
+
+class JudgeNotFoundError(ConfigError, FileNotFoundError):
+    """No GAN judge run has the image size asked for (a missing run folder, or a profile without one)."""
 
 
 def judge_runs_for(study: Study, profile: str, params_root: Path | None = None) -> list[str]:
-    """The judge runs of a study in ``profile``, resolved from the params files' configs (for the Makefile)."""
+    """The judge runs of a study in ``profile``, resolved from the params files' configs (for the build)."""
     sizes = {_param_image_size(r, profile, params_root) for r in study.curve_runs} | set(study.extra_judges)
-    by_size = {
-        _param_image_size(run_name("gan", p), profile, params_root): run_name("gan", p)
-        for p in GAN_JUDGE_PRESETS
-    }
-    missing = sorted(s for s in sizes if s not in by_size)
-    if missing:
-        raise ConfigError(
-            f"study {study.name}: no GAN judge run has image size {missing} in profile {profile}; "
-            f"GAN judge sizes are {by_size}"
-        )
-    return [by_size[s] for s in sorted(sizes)]
+    found = resolve_judges(
+        sizes,
+        lambda run: _param_image_size(run, profile, params_root),
+        f"in profile {profile} (study {study.name})",
+    )
+    return list(found.values())
 
 
 def _param_image_size(run: str, profile: str, params_root: Path | None) -> int:
@@ -975,7 +993,12 @@ class StudyContext:
             }
             | set(self.study.extra_judges)
         )
-        return {s: judge_run(s, self.run_root) for s in sizes}
+        found = resolve_judges(sizes, self._run_image_size, f"under {self.run_root}")
+        return {s: self.run_dir(r) for s, r in found.items()}
+
+    def _run_image_size(self, run: str) -> int | None:
+        path = self.run_dir(run) / "config.json"
+        return image_size_of(path.parent) if path.exists() else None
 
     def data_source(self) -> str:
         """A one-line description of the images the study's runs trained on."""
@@ -1011,7 +1034,10 @@ class StudyContext:
         metrics = self.parameters.get("metrics", False) if metrics is None else metrics
         names = list(runs if runs is not None else self.study.curve_runs)
         sizes = sorted({image_size_of(self.run_dir(r)) for r in names})
-        judges = {s: judge_run(s, self.run_root) for s in sizes}
+        judges = {
+            s: self.run_dir(r)
+            for s, r in resolve_judges(sizes, self._run_image_size, f"under {self.run_root}").items()
+        }
         eval_cfg = self.eval_config(names[0]) if self.parameters.get("eval_overrides") else None
         res = evaluate(
             [self.run_dir(r) for r in names],
