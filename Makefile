@@ -60,7 +60,7 @@ test-slow: $(STAMP)
 smoke: $(STAMP)
 	@$(MAKE) --no-print-directory figures-all PROFILE=smoke
 
-LINT_PATHS = xrutils tests bench make
+LINT_PATHS = xrutils tests bench make notebooks docs
 
 ## lint: ruff's checks and its formatter (--check) over the package, tests, benchmarks and build scripts
 lint: $(STAMP)

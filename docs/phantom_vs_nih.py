@@ -30,12 +30,13 @@ def _tile(images: list[np.ndarray], cols: int, pad: int = 2) -> np.ndarray:
     out = np.full((rows * (s + pad) - pad, cols * (s + pad) - pad), 255, dtype=np.uint8)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
-        out[r * (s + pad):r * (s + pad) + s, c * (s + pad):c * (s + pad) + s] = im
+        out[r * (s + pad) : r * (s + pad) + s, c * (s + pad) : c * (s + pad) + s] = im
     return out
 
 
-def compare_grid(out: str | Path, nih_root: str | Path | None, *, n: int = 16, size: int = 64, seed: int = 0,
-                 cols: int = 4) -> Path:
+def compare_grid(
+    out: str | Path, nih_root: str | Path | None, *, n: int = 16, size: int = 64, seed: int = 0, cols: int = 4
+) -> Path:
     """Save a two-panel figure: ``n`` phantom images (seed ``seed``, one per patient) and ``n`` NIH images."""
     import matplotlib
 
@@ -43,13 +44,19 @@ def compare_grid(out: str | Path, nih_root: str | Path | None, *, n: int = 16, s
     import matplotlib.pyplot as plt
 
     patients = [pt for pt, fu in plan(4 * n, seed) if fu == 0][:n]  # first image of n different patients
-    phantom = [resize_gray(Image.fromarray(phantom_image(seed, pt, 0, 256), mode="L"), size) for pt in patients]
+    phantom = [
+        resize_gray(Image.fromarray(phantom_image(seed, pt, 0, 256), mode="L"), size) for pt in patients
+    ]
     panels = [(_tile(phantom, cols), f"phantom (built-in), {size}x{size}\nseed {seed}, native 256x256")]
     if nih_root is not None and Path(nih_root).is_dir():
         paths = sorted(find_images(nih_root).items())[:n]
         real = [resize_gray(decode_image(p), size) for _, p in paths]
-        panels.append((_tile(real, cols), f"NIH ChestX-ray14 (real), {size}x{size}\n{len(real)} images from "
-                                          f"{Path(nih_root).name}/"))
+        panels.append(
+            (
+                _tile(real, cols),
+                f"NIH ChestX-ray14 (real), {size}x{size}\n{len(real)} images from {Path(nih_root).name}/",
+            )
+        )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.8), squeeze=False)
     for ax, (img, title) in zip(axes[0], panels, strict=True):
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")

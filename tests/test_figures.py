@@ -495,6 +495,18 @@ def test_python_fingerprints_ignore_docstrings_comments_and_layout_and_name_bad_
     ) == fingerprint.python_fingerprint("def g():\n    pass\n")
     with pytest.raises(ValueError, match=r"broken\.py: not valid Python \(line 1"):
         fingerprint.python_fingerprint("def (:\n", "broken.py")
+
+    def notebook(*sources):
+        path = tmp_path / "nb.ipynb"
+        cells = [{"cell_type": "code", "source": s, "metadata": {}, "outputs": []} for s in sources]
+        path.write_text(json.dumps({"cells": cells + [{"cell_type": "markdown", "source": "# notes"}]}))
+        return fingerprint.notebook_fingerprint(path)
+
+    # a cell reformatted by ruff or given a comment counts the same; a changed value or a magic's text does not
+    base = notebook("x = f(1,2)\n", "%matplotlib inline\n")
+    assert base == notebook("# the study\nx = f(1, 2)\n", ["%matplotlib inline\n"])
+    assert base != notebook("x = f(1, 3)\n", "%matplotlib inline\n")
+    assert base != notebook("x = f(1, 2)\n", "%matplotlib widget\n")
     bad = tmp_path / "bad.ipynb"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.ipynb: not a readable notebook"):

@@ -1,8 +1,10 @@
 """Fingerprints of what code *means*, so that a run retrains only when its training code really changed.
 
 A Python file counts by its syntax tree with every docstring removed (comments and layout never reach the tree),
-so a docstring, a comment or a reformat leaves its fingerprint alone. A notebook counts by the sources of its code
-cells only: JupyterLab's autosave rewrites metadata, outputs and execution counts, none of which change a run.
+so a docstring, a comment or a reformat leaves its fingerprint alone. A notebook counts by its code cells only, each
+by its syntax tree in the same way (a cell that is not plain Python, say one with an IPython magic, by its text):
+JupyterLab's autosave rewrites metadata, outputs and execution counts, and ``ruff format`` the layout, none of which
+change a run.
 Standard library only: everything above may import this module.
 """
 
@@ -37,7 +39,8 @@ def python_fingerprint(source: str, name: str = "<source>") -> str:
 
 
 def notebook_fingerprint(path: str | Path) -> str:
-    """sha256 of the code cells' sources of a notebook, in order; markdown, metadata and outputs do not count."""
+    """sha256 of the code cells of a notebook, in order, each by its docstring-free syntax tree (by its text when it
+    is not plain Python); markdown, metadata, outputs and layout do not count."""
     path = Path(path)
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
@@ -47,7 +50,12 @@ def notebook_fingerprint(path: str | Path) -> str:
     for cell in cells:
         if cell.get("cell_type") == "code":
             src = cell.get("source", "")
-            h.update(("".join(src) if isinstance(src, list) else src).encode())
+            src = "".join(src) if isinstance(src, list) else src
+            try:
+                meaning = ast.dump(_strip_docstrings(ast.parse(src)))
+            except SyntaxError:
+                meaning = src
+            h.update(meaning.encode())
             h.update(b"\0")
     return h.hexdigest()
 
