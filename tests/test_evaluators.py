@@ -206,13 +206,13 @@ def test_sample_cache_generates_once_and_reuses(tmp_path):
     assert loads == [1]  # one model load for both sets
     again = _stub_cache(tmp_path, loads).get(1, {"eval": 7})
     assert loads == [1] and torch.equal(again["eval"], first["eval"])
-    files = sorted(p.name for p in (tmp_path / "eval" / "samples").iterdir())
+    files = sorted(p.name for p in (tmp_path / "eval" / "samples").iterdir() if p.suffix != ".lock")
     assert len(files) == 4 and not any(
         f.endswith(".tmp") for f in files
     )  # 2 arrays + 2 sidecars, no leftovers
     assert any("e001_n7_prior_seed3_eval" in f for f in files)
     # deterministic: regenerated from scratch, the same images
-    for f in (tmp_path / "eval" / "samples").iterdir():
+    for f in (tmp_path / "eval" / "samples").glob("*.npy"):
         f.unlink()
     assert torch.equal(_stub_cache(tmp_path, loads).get(1, {"eval": 7})["eval"], first["eval"])
     # a retrained checkpoint (new file) is never served stale samples
@@ -220,6 +220,44 @@ def test_sample_cache_generates_once_and_reuses(tmp_path):
     os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
     _stub_cache(tmp_path, loads).get(1, {"eval": 7})
     assert loads == [1, 1, 1]
+
+
+def test_sample_cache_samples_a_checkpoint_once_when_two_processes_ask_at_once(tmp_path):
+    # flock locks belong to open files, so two threads with their own caches contend like two processes
+    import threading
+    import time
+
+    RunDir(tmp_path).save_checkpoint(1, {"epoch": 1})
+    loads: list = []
+
+    def slow_load(epoch):
+        loads.append(epoch)
+        time.sleep(0.3)  # both threads find the files missing before either has written them
+        return StubModel()
+
+    caches = [
+        SampleCache(
+            tmp_path,
+            family="vae",
+            seed=3,
+            image_size=8,
+            eval_cfg=EvalConfig(batch_size=3),
+            load_model=slow_load,
+        )
+        for _ in range(2)
+    ]
+    got: list = [None, None]
+    threads = [
+        threading.Thread(target=lambda i=i: got.__setitem__(i, caches[i].get(1, {"eval": 7})))
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loads == [1] and sorted(c.generated for c in caches) == [0, 7]
+    assert torch.equal(got[0]["eval"], got[1]["eval"])
+    assert (tmp_path / "eval" / "samples" / "e001.lock").exists()
 
 
 def test_sample_cache_errors(tmp_path):

@@ -118,3 +118,7 @@ def test_figure_labels_say_what_a_scaled_run_really_trained_with():
     assert trained_label(build_config("gan", "baseline", "demo")) == "64², demo lr 0.001, h 16"
     assert trained_label(build_config("vae", "size32", "demo")) == "16², demo lr 0.001"  # widths kept
     assert trained_label(build_config("gan", "baseline", "thesis")) == "64²"
+    assert (
+        trained_label(build_config("pixelcnn", "baseline", "demo"))
+        == "32², demo lr 0.001, h 32, cosine lr, position channels"
+    )

@@ -485,11 +485,28 @@ def test_masked_conv_type_a_sees_only_earlier_pixels() -> None:
     assert conv.mask[0, 0, 2].tolist() == [1, 1, 0, 0, 0]
 
 
-@pytest.mark.parametrize("arch", ["residual", "plain"])
-def test_pixelcnn_network_output_depends_only_on_earlier_pixels(arch: str) -> None:
-    _, model = _build("pixelcnn", **{"model.arch": arch, "model.hidden": 16, "data.image_size": 16})
+@pytest.mark.parametrize(("arch", "coords"), [("residual", False), ("plain", False), ("residual", True)])
+def test_pixelcnn_network_output_depends_only_on_earlier_pixels(arch: str, coords: bool) -> None:
+    _, model = _build(
+        "pixelcnn", **{"model.arch": arch, "model.hidden": 16, "data.image_size": 16, "model.coords": coords}
+    )
     model.eval()  # eval-mode BN is per pixel; train-mode BN would mix the batch's pixels
     _raster_dependence(model, 16, min_seen=0.9)
+
+
+def test_pixelcnn_position_channels_tell_pixels_apart_and_add_only_first_layer_weights() -> None:
+    plain = pixelcnn.PixelCNN(pixelcnn.PixelCNNConfig(hidden=16, layers=3, kernel=3), 16)
+    coords = pixelcnn.PixelCNN(pixelcnn.PixelCNNConfig(hidden=16, layers=3, kernel=3, coords=True), 16)
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert n(coords) - n(plain) == 2 * 16 * 3 * 3  # two more input channels of the first k x k conv
+    assert "coords" not in str(list(coords.state_dict()))  # rebuilt from the size, never stored
+    coords.eval()
+    with torch.no_grad():
+        logits = coords(torch.zeros(1, 1, 16, 16))
+    # on a blank canvas the plain net gives every interior pixel the same logits; positions tell them apart
+    assert not torch.allclose(logits[0, :, 8, 5], logits[0, :, 8, 9])
+    with pytest.raises(ValueError, match="built for 16 px images"):
+        coords(torch.zeros(1, 1, 32, 32))
 
 
 def test_mask_is_a_buffer_and_weights_are_never_mutated() -> None:
@@ -513,9 +530,11 @@ def test_pixelcnn_bits_per_dim_is_the_exact_cross_entropy() -> None:
     torch.testing.assert_close(model.bits_per_dim(x), expected)
 
 
-@pytest.mark.parametrize("arch", ["residual", "plain"])
-def test_receptive_field_logits_and_sampling_orders_equal_the_full_canvas(arch: str) -> None:
-    cfg, model = _build("pixelcnn", **{"model.arch": arch, "model.kernel": 5, "data.image_size": 16})
+@pytest.mark.parametrize(("arch", "coords"), [("residual", False), ("plain", False), ("residual", True)])
+def test_receptive_field_logits_and_sampling_orders_equal_the_full_canvas(arch: str, coords: bool) -> None:
+    cfg, model = _build(
+        "pixelcnn", **{"model.arch": arch, "model.kernel": 5, "data.image_size": 16, "model.coords": coords}
+    )
     for m in model.modules():  # non-trivial BN statistics, so eval-mode BN is not the identity
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)

@@ -66,8 +66,9 @@ def size_label(cfg: RunConfig) -> str:
 
 def trained_label(cfg: RunConfig) -> str:
     """:func:`size_label` plus the learning rate and width the run really trained with where its profile changed
-    them from the thesis's run of the same preset ('64², demo lr 0.001, h 16'): a legend names the thesis's run,
-    this says what the picture is of."""
+    them from the thesis's run of the same preset ('64², demo lr 0.001, h 16'), and its lr schedule and the
+    PixelCNN's position channels where those differ: a legend names the thesis's run, this says what the picture
+    is of."""
     from xrutils.config import build_config
 
     out = size_label(cfg)
@@ -79,6 +80,10 @@ def trained_label(cfg: RunConfig) -> str:
         changed.append(f"lr {cfg.train.lr:g}")
     if cfg.model.hidden != thesis.model.hidden:  # every family's config has a width
         changed.append(f"h {cfg.model.hidden}")
+    if cfg.train.lr_schedule != thesis.train.lr_schedule:
+        changed.append(f"{cfg.train.lr_schedule} lr")
+    if getattr(cfg.model, "coords", False) and not getattr(thesis.model, "coords", False):
+        changed.append("position channels")
     return out + (f", {cfg.profile} " + ", ".join(changed) if changed else "")
 
 

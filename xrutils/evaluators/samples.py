@@ -10,7 +10,10 @@ number of steps.
 
 A file name holds every part of the key plus a fingerprint of the checkpoint file (size and modification time),
 so a retrained run never reuses stale samples. Files are written atomically. The model of a checkpoint is loaded
-at most once per :meth:`SampleCache.get` call, and only when some requested file is missing.
+at most once per :meth:`SampleCache.get` call, and only when some requested file is missing. Processes that need
+the same checkpoint's samples at once (studies run in parallel by ``make -j``) take turns through an exclusive lock
+on ``<run>/eval/samples/e<epoch>.lock``: the first generates, the others then read its files instead of sampling
+the same images again.
 
 All randomness comes from a private generator derived from the run seed and the purpose
 (:func:`xrutils.seeding.make_generator`); the same generator seed is used at every epoch of a run (common random
@@ -19,9 +22,11 @@ numbers: epoch-to-epoch differences then come from the weights, not from the noi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,47 +172,72 @@ class SampleCache:
             )
         return torch.from_numpy(arr)
 
-    def get(self, epoch: int, requests: dict[str, int]) -> dict[str, torch.Tensor]:
-        """``{purpose: n}`` -> ``{purpose: uint8 (n, 1, S, S)}``, generating (and caching) only what is missing."""
-        out: dict[str, torch.Tensor] = {}
+    @contextlib.contextmanager
+    def _locked(self, epoch: int) -> Iterator[None]:
+        """Hold the exclusive cross-process lock of one checkpoint's samples (released when the process dies)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / f"e{epoch:03d}.lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _split(self, epoch: int, requests: dict[str, int], out: dict[str, torch.Tensor]) -> list:
+        """Read the cached requests into ``out``; return the missing ones as (purpose, n, path)."""
         missing = []
         for purpose, n in requests.items():
-            if n < 1:
-                raise ValueError(
-                    f"sample request {purpose!r} for epoch {epoch} asks for {n} images; expected >= 1"
-                )
+            if purpose in out:
+                continue
             p = self.path(epoch, n, purpose)
             if p.exists() and p.with_suffix(".json").exists():
                 out[purpose] = self._read(p, n)
             else:
                 missing.append((purpose, n, p))
-        if missing:
-            model = self.load_model(epoch)
-            spec = self.spec
-            if model.image_size != self.image_size:
+        return missing
+
+    def get(self, epoch: int, requests: dict[str, int]) -> dict[str, torch.Tensor]:
+        """``{purpose: n}`` -> ``{purpose: uint8 (n, 1, S, S)}``, generating (and caching) only what is missing."""
+        for purpose, n in requests.items():
+            if n < 1:
                 raise ValueError(
-                    f"{self.run.path} epoch {epoch}: model image size {model.image_size} differs from "
-                    f"the config's {self.image_size}"
+                    f"sample request {purpose!r} for epoch {epoch} asks for {n} images; expected >= 1"
                 )
-            for purpose, n, p in missing:
-                g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
-                x = generate_uint8(
-                    model, n, generator=g, batch_size=self.eval_cfg.batch_size, options=spec.options
-                )
-                self.generated += n
-                self.value_range = tuple(model.value_range)
-                meta = {
-                    "epoch": epoch,
-                    "n": n,
-                    "purpose": purpose,
-                    "seed": self.seed,
-                    "sampler": spec.name,
-                    "steps": spec.steps,
-                    "value_range": list(self.value_range),
-                }
-                # the sidecar first: a sample file without its sidecar counts as missing
-                atomic_write_text(p.with_suffix(".json"), json.dumps(meta) + "\n")
-                with atomic_path(p) as tmp, open(tmp, "wb") as f:
-                    np.save(f, x.numpy())
-                out[purpose] = x
+        out: dict[str, torch.Tensor] = {}
+        if not self._split(epoch, requests, out):
+            return out
+        with self._locked(epoch):
+            missing = self._split(epoch, requests, out)  # another process may have made them meanwhile
+            if missing:
+                self._generate(epoch, missing, out)
         return out
+
+    def _generate(self, epoch: int, missing: list, out: dict[str, torch.Tensor]) -> None:
+        model = self.load_model(epoch)
+        spec = self.spec
+        if model.image_size != self.image_size:
+            raise ValueError(
+                f"{self.run.path} epoch {epoch}: model image size {model.image_size} differs from "
+                f"the config's {self.image_size}"
+            )
+        for purpose, n, p in missing:
+            g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
+            x = generate_uint8(
+                model, n, generator=g, batch_size=self.eval_cfg.batch_size, options=spec.options
+            )
+            self.generated += n
+            self.value_range = tuple(model.value_range)
+            meta = {
+                "epoch": epoch,
+                "n": n,
+                "purpose": purpose,
+                "seed": self.seed,
+                "sampler": spec.name,
+                "steps": spec.steps,
+                "value_range": list(self.value_range),
+            }
+            # the sidecar first: a sample file without its sidecar counts as missing
+            atomic_write_text(p.with_suffix(".json"), json.dumps(meta) + "\n")
+            with atomic_path(p) as tmp, open(tmp, "wb") as f:
+                np.save(f, x.numpy())
+            out[purpose] = x
