@@ -2,6 +2,7 @@
 
     python make/environment.py environment.yml      the conda environment (pyproject's dependencies, dev extras)
     python make/environment.py lock                 requirements.lock: the exact versions of the running venv
+    python make/environment.py uv-args              uv's options for the package sources pip is configured with
 
 `make environment.yml` and `make lock` call this; tests/test_environment.py checks both files are current.
 """
@@ -54,11 +55,40 @@ def lock_text() -> str:
     return header + "".join(f"{line}\n" for line in sorted(frozen.splitlines(), key=str.lower) if line)
 
 
+# pip configuration keys (``pip config list``; ``:env:`` entries come from PIP_* variables) -> uv's options
+_UV_OPTIONS = {
+    "index-url": "--index-url",
+    "extra-index-url": "--extra-index-url",
+    "find-links": "--find-links",
+    "constraint": "--constraint",
+}
+
+
+def uv_args(pip_config: str | None = None) -> list[str]:
+    """uv's command-line options for the package indexes, wheel folders and constraints pip is configured with,
+    so that ``uv pip install`` (which reads no pip.conf) installs from the same places ``pip install`` would."""
+    if pip_config is None:
+        pip_config = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+        ).stdout
+    pairs: list[tuple[str, str]] = []
+    for line in pip_config.splitlines():
+        key, _, value = line.partition("=")
+        option = _UV_OPTIONS.get(key.rpartition(".")[2])
+        if not option or key.split(".")[0] not in ("global", "install", ":env:"):
+            continue
+        pairs += [(option, v) for v in value.strip().strip("'\"").split() if (option, v) not in pairs]
+    # pip takes the best match across every source; uv's default stops at the first index that has the package
+    return ["--index-strategy", "unsafe-best-match", *(x for pair in pairs for x in pair)]
+
+
 def main(argv: list[str]) -> int:
     if argv == ["environment.yml"]:
         (REPO / "environment.yml").write_text(environment_yml())
     elif argv == ["lock"]:
         (REPO / "requirements.lock").write_text(lock_text())
+    elif argv == ["uv-args"]:
+        print(" ".join(uv_args()))
     else:
         print(__doc__, file=sys.stderr)
         return 2

@@ -153,6 +153,10 @@ def test_train_resume_and_sample_from_the_command_line(capsys, tmp_path):
     assert code == 2 and "epoch 9" in err
     code, _, err = run_cli(capsys, "sample", "--run-dir", tmp_path / "missing", "--n", 4, "--out", out_png)
     assert code == 2 and "config.json" in err
+    ckpt = RunDir(run).checkpoint_path(1)  # a damaged checkpoint: one line naming it, exit 2 (issue 12, D10)
+    ckpt.write_bytes(ckpt.read_bytes()[:500])
+    code, _, err = run_cli(capsys, "sample", "--run-dir", run, "--n", 4, "--out", out_png)
+    assert code == 2 and "epoch_001.pt: not a readable checkpoint" in err and "Traceback" not in err
 
 
 def test_sample_ddpm_with_ddim_steps(capsys, tmp_path):

@@ -176,6 +176,9 @@ def test_ensure_phantom_reuses_and_refuses_partial(tmp_path):
     assert ensure_phantom(root, n=24, seed=0, size=64) == root
     assert (root / "Data_Entry_2017.csv").stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    from xrutils.atomic import DIR_MODE
+
+    assert root.stat().st_mode & 0o777 == DIR_MODE  # not the private 0700 of mkdtemp (issue 12, D16)
     partial = tmp_path / "partial"
     (partial / "images").mkdir(parents=True)
     with pytest.raises(FileExistsError, match="no complete phantom dataset"):

@@ -79,3 +79,29 @@ def test_the_lock_pins_every_dependency_within_pyprojects_ranges() -> None:
         assert req.specifier.contains(pins[_name(req.name)]), (
             f"requirements.lock pins {req.name}=={pins[_name(req.name)]}, outside pyproject's {req}; run `make lock`"
         )
+
+
+def test_uv_installs_from_the_sources_pip_is_configured_with() -> None:
+    config = "\n".join(
+        [
+            ":env:.find-links='/opt/wheels'",
+            ":env:.default-timeout='180'",
+            "global.constraint='/etc/pip/constraints.txt'",
+            "global.extra-index-url='file:///a/simple file:///b/simple'",
+            "global.find-links='/opt/wheels'",
+            "global.cert='/etc/ssl/certs/ca.crt'",
+        ]
+    )
+    assert _generator().uv_args(config) == [
+        "--index-strategy",
+        "unsafe-best-match",  # pip's choice of the best version across all sources
+        "--find-links",
+        "/opt/wheels",  # once, although both the variable and the file set it
+        "--constraint",
+        "/etc/pip/constraints.txt",
+        "--extra-index-url",
+        "file:///a/simple",
+        "--extra-index-url",
+        "file:///b/simple",
+    ]
+    assert _generator().uv_args("") == ["--index-strategy", "unsafe-best-match"]  # plain PyPI

@@ -8,7 +8,7 @@ import pytest
 
 from xrutils import registry
 from xrutils.config import ConfigError, ModelConfig
-from xrutils.registry import Family
+from xrutils.models.family import Family
 
 
 def test_the_four_families_are_registered_in_thesis_order() -> None:

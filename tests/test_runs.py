@@ -7,8 +7,9 @@ import os
 import pytest
 import torch
 
+from xrutils.atomic import atomic_path, atomic_write_text
 from xrutils.config import build_config
-from xrutils.runs import RunDir, atomic_path, atomic_write_text
+from xrutils.runs import RunDir
 
 
 def test_layout_and_config_round_trip(tmp_path) -> None:
@@ -58,3 +59,16 @@ def test_history_and_metrics(tmp_path) -> None:
 def test_missing_config_names_the_folder(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no config.json"):
         RunDir(tmp_path / "nothing").read_config()
+
+
+def test_atomic_writes_get_the_permissions_of_an_ordinary_open_under_the_umask(tmp_path):
+    # mkstemp alone makes files private (0600): a lab sharing run folders could not read them (issue 12, D16)
+    import stat
+
+    from xrutils import atomic
+
+    atomic_write_text(tmp_path / "config.json", "{}\n")
+    with open(tmp_path / "plain.txt", "w") as f:
+        f.write("x")
+    mode = stat.S_IMODE((tmp_path / "config.json").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == 0o666 & ~atomic._umask()

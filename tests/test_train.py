@@ -15,13 +15,13 @@ import torch.multiprocessing as mp
 from PIL import Image
 
 from xrutils import registry
+from xrutils.checkpoints import load_model
 from xrutils.config import ConfigError, RunConfig, build_config
 from xrutils.data import batches, load_images
 from xrutils.runs import RunDir
 from xrutils.train import (
     _restore,
     count_steps,
-    load_model,
     lr_factor,
     make_step_context,
     resolve_device,
@@ -184,6 +184,13 @@ def test_train_writes_the_run_folder(tmp_path):
         ckpt["epoch"] == 2 and ckpt["step"] == 4 and set(ckpt["networks"]) == {"generator", "discriminator"}
     )
     assert RunConfig.from_json(ckpt["config"]) == cfg and len(ckpt["history"]) == 2
+    # every file as readable as an ordinary open() makes it under the umask: run folders can be shared (D16)
+    from xrutils.atomic import DIR_MODE
+
+    modes = {p.relative_to(rd.path).as_posix(): p.stat().st_mode & 0o777 for p in rd.path.rglob("*")}
+    assert modes and all(
+        m == (DIR_MODE if (rd.path / k).is_dir() else DIR_MODE & 0o666) for k, m in modes.items()
+    ), modes
 
 
 def test_sample_and_checkpoint_cadence(tmp_path):
@@ -311,6 +318,24 @@ def test_load_model_returns_the_checkpoint_in_eval_mode(tmp_path):
         load_model(tmp_path, epoch=7)
 
 
+def test_a_damaged_or_foreign_checkpoint_is_refused_naming_the_file(tmp_path):
+    # issue 12, D10: a truncated checkpoint, or a VAE checkpoint in a GAN run, named the file nowhere
+    from xrutils.runs import CheckpointError
+
+    gan, vae = tmp_path / "gan", tmp_path / "vae"
+    train(tiny("gan", **{"train.epochs": 2}), gan, progress=False)
+    train(tiny("vae", **{"train.epochs": 1}), vae, progress=False)
+    newest = RunDir(gan).checkpoint_path(2)
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"epoch_002\.pt: not a readable checkpoint .*previous epoch"):
+        load_model(gan)
+    RunDir(gan).checkpoint_path(1).write_bytes(RunDir(vae).checkpoint_path(1).read_bytes())
+    with pytest.raises(
+        CheckpointError, match=r"epoch_001\.pt: a checkpoint of a 'vae' run, but this run is 'gan'"
+    ):
+        load_model(gan, epoch=1)
+
+
 def test_data_of_the_wrong_size_is_refused(tmp_path, monkeypatch):
     import xrutils.train as loop
 
@@ -410,7 +435,7 @@ def test_only_the_newest_checkpoint_keeps_the_training_state(tmp_path):
     for ckpt in older:  # weights stay for the evaluators; optimiser moments and RNG states are dropped
         assert ckpt["resumable"] is False and "optimizers" not in ckpt and ckpt["networks"]
     with pytest.raises(ValueError, match="weights only"):
-        _restore(older[0], 0, 0, None, {}, {}, None, None)
+        _restore(older[0], tiny("gan"), rd.checkpoint_path(1), 0, None, {}, {}, None, None)
 
     full = RunDir(tmp_path / "all")
     train(tiny("gan").override({"train.keep_training_state": "all"}), full.path, progress=False)

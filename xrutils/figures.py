@@ -25,8 +25,8 @@ from typing import Any
 
 from PIL import Image
 
+from xrutils.atomic import atomic_path, atomic_write_text
 from xrutils.paths import repo_root
-from xrutils.runs import atomic_path, atomic_write_text
 from xrutils.studies import FIGURES, STUDIES, SUPPLEMENTARY, FigureSpec
 
 PROVENANCE_KEY = "Provenance"

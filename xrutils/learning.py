@@ -34,7 +34,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xrutils.runs import RunDir, atomic_write_text, read_grid
+from xrutils.atomic import atomic_write_text
+from xrutils.runs import RunDir, read_grid
 
 BASELINE_FD8 = {"phantom": 1.0, "nih": 1.5, "chestmnist": 1.5}
 BASELINE_FD_FALL = 4.0

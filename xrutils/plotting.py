@@ -596,8 +596,8 @@ def fig_04(ctx: StudyContext, model: Any) -> plt.Figure:
 
 def fresh_samples(run_dir: str | Path, n: int = 64, seed: int = 0) -> tuple[RunConfig, torch.Tensor]:
     """``n`` samples of the run's last checkpoint in [0, 1] (DDPM through the evaluation sampler of its config)."""
+    from xrutils.checkpoints import load_model
     from xrutils.data.ranges import convert
-    from xrutils.train import load_model
 
     cfg, model = load_model(run_dir)
     options = {"sampler": cfg.eval.sampler, "steps": cfg.eval.sampler_steps} if cfg.family == "ddpm" else {}

@@ -11,52 +11,29 @@ runs/<profile>/<run>/
   notebook.ipynb         the executed notebook, when a notebook trained the run
 ```
 Epochs are 1-based in file names: ``epoch_001`` is the state after the first epoch. Every write is atomic
-(temporary file in the same folder, then ``os.replace``), so a killed process never leaves a half-written file
-that looks valid.
+(:mod:`xrutils.atomic`), so a killed process never leaves a half-written file that looks valid.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
+import pickle
 import re
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from xrutils.atomic import atomic_path, atomic_torch_save, atomic_write_text
 
 _EPOCH_RE = re.compile(r"epoch_(\d{3,})\.pt$")
 _GRID_RE = re.compile(r"epoch_(\d{3,})\.png$")
 GRID_PADDING = 2  # pixels between the tiles of a sample grid (torchvision make_grid's default, black)
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically, on error it vanishes."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read, or does not belong to the run it is in; the message names the file."""
 
 
 class RunDir:
@@ -143,7 +120,14 @@ class RunDir:
         if path is None or not path.exists():
             have = self.checkpoint_epochs()
             raise FileNotFoundError(f"{self.path}: no checkpoint for epoch {epoch}; epochs on disk: {have}")
-        return torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint ({first}); it may be truncated or damaged. Move it "
+                f"aside to fall back to the previous epoch's checkpoint, or retrain the run"
+            ) from e
 
     def save_checkpoint(self, epoch: int, state: dict) -> Path:
         path = self.checkpoint_path(epoch)

@@ -1026,8 +1026,8 @@ class StudyContext:
     ) -> dict[str, Any]:
         """Score the curve runs (each image size by its own GAN judge) in one evaluator pass; the result, with
         ``judge_size`` per run and the judge folders, is written to ``<fig_dir>/results/<study>_<protocol>.json``."""
+        from xrutils.atomic import atomic_write_text
         from xrutils.evaluators import evaluate
-        from xrutils.runs import atomic_write_text
 
         protocol = protocol or self.parameters.get("protocol", "corrected")
         classifier = self.parameters.get("classifier", False) if classifier is None else classifier
@@ -1078,7 +1078,7 @@ class StudyContext:
             lines += ["", f"**{verdict['text']}**"]
         lines += ["", f"**The thesis ({self.study.section}) claimed:** {self.study.claim}"]
         text = "\n".join(lines) + "\n"
-        from xrutils.runs import atomic_write_text
+        from xrutils.atomic import atomic_write_text
 
         atomic_write_text(self.fig_dir / "summaries" / f"{self.study.name}.md", text)
         return text
@@ -1264,7 +1264,8 @@ def training_sources(family: str, root: Path | None = None) -> list[str]:
     other = {f"{m}.py" for f, m in FAMILY_MODULE.items() if f != family}
     files = [p for p in (root / "xrutils" / "models").glob("*.py") if p.name not in other]
     files += list((root / "xrutils" / "data").glob("*.py"))
-    files += [root / "xrutils" / n for n in ("train.py", "runs.py", "seeding.py", "distributed.py")]
+    loop = ("train.py", "runs.py", "checkpoints.py", "atomic.py", "seeding.py", "distributed.py")
+    files += [root / "xrutils" / n for n in loop]
     return sorted(str(p.relative_to(root)) for p in files if p.exists())
 
 
@@ -1390,7 +1391,7 @@ def prepare_run(params_path: str | Path, run_dir: str | Path, nih_root: str = ""
     """Before make (re)runs a model notebook: keep a half-finished run that is still current (it resumes), move a
     stale one (other config or training code) to :func:`stale_destination`, never deleting it. Returns "new",
     "resume" or "stale"."""
-    from xrutils.runs import atomic_write_text
+    from xrutils.atomic import atomic_write_text
 
     run_dir = Path(run_dir)
     status, fp = run_status(params_path, run_dir, nih_root)

@@ -51,11 +51,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from xrutils import distributed, registry
+from xrutils.atomic import atomic_path
+from xrutils.checkpoints import load_networks, network_state
 from xrutils.config import ConfigError, RunConfig, TrainConfig
 from xrutils.data import batches, load_images
 from xrutils.data.ranges import UNIT_RANGE, Range, convert
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
-from xrutils.runs import GRID_PADDING, RunDir, atomic_path
+from xrutils.runs import GRID_PADDING, RunDir
 from xrutils.seeding import derive_seed, make_generator, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FORMAT = 1
@@ -97,7 +99,9 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         step = 0
         if done:
             ckpt = rd.load_checkpoint(done, map_location="cpu")
-            step, history = _restore(ckpt, cfg.seed, info.rank, model, optimizers, schedulers, ctx, data_rng)
+            step, history = _restore(
+                ckpt, cfg, rd.checkpoint_path(done), info.rank, model, optimizers, schedulers, ctx, data_rng
+            )
         elif main:
             rd.create()
             rd.write_config(cfg)
@@ -283,7 +287,7 @@ def fixed_noise_grid(model: GenerativeModel, cfg: RunConfig, fixed: torch.Tensor
 
 def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: int | None = None) -> Path:
     """Save a square-ish PNG grid, mapping ``value_range`` to [0, 1] (no min-max scaling: spec §6 #36); atomic."""
-    # imported here: torchvision takes seconds to import and load_model() users need none of it
+    # imported here: torchvision takes seconds to import and checkpoints.load_model() users need none of it
     from torchvision.utils import save_image
 
     x = convert(images.detach().float().cpu(), tuple(value_range), UNIT_RANGE)
@@ -291,18 +295,6 @@ def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: 
     with atomic_path(path) as tmp:
         save_image(x, tmp, nrow=nrow, padding=GRID_PADDING, format="PNG")
     return Path(path)
-
-
-def load_model(
-    run_dir: str | Path, epoch: int | None = None, device: str | torch.device = "cpu"
-) -> tuple[RunConfig, GenerativeModel]:
-    """The run's config and its model at ``epoch`` (default: the newest checkpoint), in eval mode on ``device``."""
-    rd = RunDir(run_dir)
-    cfg = rd.read_config()
-    with torch.random.fork_rng(devices=[]):  # building draws initial weights; keep the caller's RNG untouched
-        model = registry.get(cfg.family).build(cfg)
-    _load_networks(model, rd.load_checkpoint(epoch, map_location="cpu"))
-    return cfg, model.to(device).eval()
 
 
 def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
@@ -382,16 +374,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _extra_state(model: nn.Module, networks: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    prefixes = tuple(f"{name}." for name in networks)
-    return {k: v for k, v in model.state_dict().items() if not k.startswith(prefixes)}
-
-
-def _load_networks(model: nn.Module, ckpt: dict) -> None:
-    full = {f"{name}.{k}": v for name, sd in ckpt["networks"].items() for k, v in sd.items()}
-    model.load_state_dict({**full, **ckpt.get("model_extra", {})}, strict=True)
-
-
 def _checkpoint_state(
     cfg: RunConfig,
     epoch: int,
@@ -409,8 +391,8 @@ def _checkpoint_state(
         "epoch": epoch,
         "step": step,
         "config": cfg.to_json(),
-        "networks": {name: net.state_dict() for name, net in networks.items()},
-        "model_extra": _extra_state(model, networks),
+        "networks": network_state(model, networks)[0],
+        "model_extra": network_state(model, networks)[1],
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
@@ -441,7 +423,8 @@ def _strip_older_training_state(rd: RunDir, newest: int) -> None:
 
 def _restore(
     ckpt: dict,
-    seed: int,
+    cfg: RunConfig,
+    path: Path,
     rank: int,
     model: nn.Module,
     optimizers: dict,
@@ -457,7 +440,7 @@ def _restore(
             f"checkpoint of epoch {ckpt['epoch']} holds weights only (train.keep_training_state="
             f"'last' keeps the training state in the newest checkpoint); resume from the newest one"
         )
-    _load_networks(model, ckpt)
+    load_networks(model, ckpt, path, cfg.family)
     for kind, live in (("optimizers", optimizers), ("schedulers", schedulers)):
         if set(ckpt[kind]) != set(live):
             raise ValueError(f"checkpoint has {kind} {sorted(ckpt[kind])}, the model has {sorted(live)}")
@@ -470,5 +453,5 @@ def _restore(
     if rank == 0 and ckpt["rng"]["train_device"] == ctx.device.type:
         ctx.generator.set_state(ckpt["rng"]["train"])
     else:  # only rank 0's state is saved, and a CUDA state cannot seed a CPU generator: derive a fresh seed
-        ctx.generator.manual_seed(derive_seed(seed, f"train/rank{rank}/resumed-at-step-{ckpt['step']}"))
+        ctx.generator.manual_seed(derive_seed(cfg.seed, f"train/rank{rank}/resumed-at-step-{ckpt['step']}"))
     return int(ckpt["step"]), [dict(row) for row in ckpt["history"]]

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from xrutils.config import ConfigError
+from xrutils.runs import CheckpointError
 
 COMMAND_MODULES = ("xrutils.cli.data", "xrutils.cli.train", "xrutils.cli.evaluate")
 
@@ -28,6 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, FileNotFoundError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

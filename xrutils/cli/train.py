@@ -107,8 +107,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from xrutils.checkpoints import load_model
     from xrutils.runs import RunDir
-    from xrutils.train import load_model, resolve_device, save_grid
+    from xrutils.train import resolve_device, save_grid
 
     if args.n < 1:
         raise ConfigError(f"--n {args.n} is invalid; expected a positive number of images")

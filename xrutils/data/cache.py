@@ -40,9 +40,9 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
+from xrutils.atomic import atomic_write_text
 from xrutils.data.nih import BadImageError, decode_image
 from xrutils.paths import data_home
-from xrutils.runs import atomic_write_text
 
 CACHE_VERSION = 1
 RESIZE_METHODS = ("bilinear-antialias",)

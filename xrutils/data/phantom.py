@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from xrutils.atomic import DIR_MODE
 from xrutils.paths import data_home
 
 PHANTOM_VERSION = 1
@@ -490,6 +491,7 @@ def ensure_phantom(root: str | Path, n: int, seed: int, size: int = 256) -> Path
         )
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; the dataset folder is as readable as any other
     try:
         make_phantom(tmp, n, seed, size)
         if root.exists():

@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xrutils.atomic import atomic_path, atomic_torch_save
 from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, to_range
 from xrutils.models.base import eval_mode
 from xrutils.paths import data_home
-from xrutils.runs import atomic_path, atomic_torch_save
 
 FEATURE_DIM = 64
 ENCODER_VERSION = 1  # bump when the architecture or training changes, so old caches are not reused

@@ -142,7 +142,7 @@ class Judge:
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device = "cpu") -> Judge:
         """The final-epoch discriminator of a complete GAN run."""
-        from xrutils.train import load_model
+        from xrutils.checkpoints import load_model
 
         run = RunDir(run_dir)
         cfg = run.read_config()

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 
+from xrutils.atomic import atomic_path
 from xrutils.data.ranges import UNIT_RANGE, to_range
-from xrutils.runs import atomic_path
 
 N_PAIRS = 8  # closest pairs shown in the grid
 

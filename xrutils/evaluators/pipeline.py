@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xrutils.atomic import atomic_write_text
 from xrutils.config import DataConfig, EvalConfig, RunConfig
 from xrutils.data.ranges import Range
 from xrutils.evaluators import classifier as clf
@@ -41,7 +42,7 @@ from xrutils.evaluators import likelihood, memorisation, stats
 from xrutils.evaluators import metrics as met
 from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.samples import SampleCache
-from xrutils.runs import RunDir, atomic_write_text
+from xrutils.runs import RunDir
 
 EVAL_PURPOSE = (
     "eval"  # the per-checkpoint sample set shared by the judge, the classifier score and the metrics
@@ -119,7 +120,7 @@ def _model_loader(run: _Run, device: torch.device):
     def load(epoch: int) -> Any:
         if run.model_cache is not None and run.model_cache[0] == epoch:
             return run.model_cache[1]
-        from xrutils.train import load_model
+        from xrutils.checkpoints import load_model
 
         model = load_model(run.rd.path, epoch, device=device)[1]
         run.model_cache = (epoch, model)

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from xrutils.atomic import atomic_path, atomic_write_text
 from xrutils.config import EvalConfig
 from xrutils.data.ranges import to_uint8
-from xrutils.runs import RunDir, atomic_path, atomic_write_text
+from xrutils.runs import RunDir
 from xrutils.seeding import make_generator
 
 # The sampler each family uses when it is evaluated (the DDPM's is configurable: eval.sampler / eval.sampler_steps).
@@ -140,7 +141,7 @@ class SampleCache:
         )
 
     def _default_loader(self, epoch: int) -> Any:
-        from xrutils.train import load_model
+        from xrutils.checkpoints import load_model
 
         return load_model(self.run.path, epoch, device=self.device)[1]
 

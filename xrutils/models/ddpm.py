@@ -28,6 +28,7 @@ from torch import nn
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import GAN_RANGE
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.models.family import Family
 from xrutils.models.layers import (
     check_image_size,
     check_positive,
@@ -37,7 +38,6 @@ from xrutils.models.layers import (
     scaled_lr,
     seeded_init,
 )
-from xrutils.registry import Family
 
 SIZES = (16, 32, 64, 128, 256)
 
