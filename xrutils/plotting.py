@@ -12,6 +12,7 @@ matplotlib Figure. "Dataset" panels show real images of the run's own data (NIH 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -144,10 +145,14 @@ def real_grid(cfg: RunConfig, n: int | None = None) -> np.ndarray:
 
 
 def _panels(panels: list[tuple[str, np.ndarray]], suptitle: str | None = None) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.7), squeeze=False)
+    lines = max(title.count("\n") + 1 for title, _ in panels)  # room for titles of three lines and more
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.3 * len(panels), 3.7 + 0.18 * max(0, lines - 2)), squeeze=False
+    )
     for ax, (title, img) in zip(axes[0], panels, strict=False):
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=9)
+        ax.set_anchor("S")  # the spare height of a square image goes above it, to the title
         ax.set_axis_off()
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
@@ -171,7 +176,9 @@ def sample_figure(ctx: StudyContext, key: int | str, *, dataset: bool = True, no
         panels.append((f"Dataset ({size_label(ref)})", real_grid(ref)))
     for r, d, cfg in zip(runs, dirs, cfgs, strict=True):
         e = final_epoch(d)
-        panels.append((f"{label(r)}\n{trained_label(cfg)}, epoch {e}", grid_image(d, e)))
+        # wrapped: a long trained-with line ran into the next panel's title
+        trained = "\n".join(textwrap.wrap(f"{trained_label(cfg)}, epoch {e}", width=44))
+        panels.append((f"{label(r)}\n{trained}", grid_image(d, e)))
         prov.append(run_info(d, "samples", e))
     fig = _panels(panels)
     figures.save(
