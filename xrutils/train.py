@@ -386,13 +386,14 @@ def _checkpoint_state(
     data_rng: torch.Generator,
     history: list[dict],
 ) -> dict:
+    nets, extra = network_state(model, networks)
     return {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
         "step": step,
         "config": cfg.to_json(),
-        "networks": network_state(model, networks)[0],
-        "model_extra": network_state(model, networks)[1],
+        "networks": nets,
+        "model_extra": extra,
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "schedulers": {name: s.state_dict() for name, s in schedulers.items()},
         "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
