@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -62,11 +62,12 @@ class FigureSpec:
     slug: str  # file stem after fig_NN_
     study: str
     caption: str  # the thesis's caption
-    runs: tuple[
-        str, ...
-    ] = ()  # the runs the figure draws, in the order it draws them (the one place that says so)
+    # the runs the figure draws, in the order it draws them (the one place that says so)
+    runs: tuple[str, ...] = ()
     note: str = ""  # where this reproduction differs from the caption (caption slips, spec section)
-    scores: str = ""  # "judge" / "classifier": the runs are scored per epoch by that judge (a curve figure)
+    scores: Literal["", "judge", "classifier"] = (
+        ""  # a curve figure: its runs are scored per epoch by that judge
+    )
 
     @property
     def stem(self) -> str:

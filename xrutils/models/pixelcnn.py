@@ -50,9 +50,8 @@ LEVELS = 256
 
 @dataclass(frozen=True)
 class PixelCNNConfig(ModelConfig):
-    arch: Literal["residual", "plain"] = (
-        "residual"  # residual = thesis text; plain = the network the code ran
-    )
+    # residual = thesis text; plain = the network the code ran
+    arch: Literal["residual", "plain"] = "residual"
     hidden: int = 400  # channels of every masked layer (residual: of the skip path)
     layers: int = 10  # masked convolutions in total, the type-A first layer included
     kernel: int = 7  # masked kernel size (odd)
