@@ -5,6 +5,8 @@
     original's Python double loop of ``torch.norm`` calls (8,128 autograd nodes at batch 128; spec §2.1).
     Defaults: batch 128, 64x64, hidden 64, on CPU. Target: >= 2x.
 (b) Sampling the same UNet with DDIM-50 against the thesis's 1000-step DDPM. Target: >= 15x.
+(c) Sampling the demo PixelCNN (its 32x32 baseline, random weights) with the cached sampler, each layer computed
+    once per position, against the wavefront sampler, one receptive field per pixel; both draw the same images.
 
     .venv/bin/python bench/train.py [--steps 3] [--threads 2] [--quick]
 
@@ -129,6 +131,27 @@ def bench_ddpm(preset: str, profile: str, n: int) -> dict:
     }
 
 
+def bench_pixelcnn(preset: str, profile: str, n: int) -> dict:
+    cfg = build_config("pixelcnn", preset, profile, {"train.device": "cpu"})
+    model = registry.get("pixelcnn").build(cfg).eval()
+
+    def run(order: str) -> tuple[float, torch.Tensor]:
+        t0 = time.perf_counter()
+        x = model.sample(n, generator=torch.Generator().manual_seed(0), order=order)
+        return time.perf_counter() - t0, x
+
+    (cached, a), (wavefront, b) = run("cached"), run("wavefront")
+    return {
+        "pixelcnn_preset": f"{preset}/{profile}",
+        "pixelcnn_size": model.image_size,
+        "pixelcnn_n": n,
+        "pixelcnn_cached_s": cached,
+        "pixelcnn_wavefront_s": wavefront,
+        "pixelcnn_sampling_ratio": wavefront / cached,
+        "pixelcnn_same_images": bool(torch.equal(a, b)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed GAN steps per variant (after a warm-up)")
@@ -138,6 +161,9 @@ def main() -> None:
     parser.add_argument("--ddpm-preset", default="size32")
     parser.add_argument("--ddpm-profile", default="demo", help="a small UNet is enough on CPU")
     parser.add_argument("--n", type=int, default=4, help="images per sampling call")
+    parser.add_argument("--pixelcnn-preset", default="baseline")
+    parser.add_argument("--pixelcnn-profile", default="demo")
+    parser.add_argument("--pixelcnn-n", type=int, default=32, help="PixelCNN images per sampling call")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument(
         "--quick",
@@ -148,6 +174,7 @@ def main() -> None:
     if args.quick:
         args.batch, args.hidden, args.steps = 32, 16, 1
         args.ddpm_preset, args.ddpm_profile = "tiny", "smoke"
+        args.pixelcnn_preset, args.pixelcnn_profile, args.pixelcnn_n = "tiny", "smoke", 4
     torch.set_num_threads(args.threads)
 
     out = {"threads": args.threads, "load_avg_1min": os.getloadavg()[0]}
@@ -167,7 +194,14 @@ def main() -> None:
         f"{ddpm['ddim50_s']:.2f} s, DDPM-1000 {ddpm['ddpm1000_s']:.2f} s -> {ddpm['sampling_ratio']:.1f}x "
         f"(target >= 15x)"
     )
-    print(json.dumps({**out, **gan, **ddpm}))
+    pcnn = bench_pixelcnn(args.pixelcnn_preset, args.pixelcnn_profile, args.pixelcnn_n)
+    print(
+        f"PixelCNN sampling ({pcnn['pixelcnn_preset']}, {pcnn['pixelcnn_size']}x{pcnn['pixelcnn_size']}, "
+        f"n={args.pixelcnn_n}): cached {pcnn['pixelcnn_cached_s']:.2f} s, wavefront "
+        f"{pcnn['pixelcnn_wavefront_s']:.2f} s -> {pcnn['pixelcnn_sampling_ratio']:.1f}x, same images: "
+        f"{pcnn['pixelcnn_same_images']}"
+    )
+    print(json.dumps({**out, **gan, **ddpm, **pcnn}))
 
 
 if __name__ == "__main__":

@@ -547,12 +547,25 @@ def test_receptive_field_logits_and_sampling_orders_equal_the_full_canvas(arch: 
             torch.testing.assert_close(
                 model.net.logits_at(canvas, r, c), full[:, :, r, c], rtol=1e-5, atol=1e-5
             )
-    a, b, c = (
-        model.sample(2, torch.Generator().manual_seed(3), order=o) for o in ("wavefront", "raster", "full")
+    a, b, c, d = (
+        model.sample(2, torch.Generator().manual_seed(3), order=o)
+        for o in ("wavefront", "raster", "full", "cached")
     )
     assert torch.equal(a, c) and torch.equal(b, c)
+    assert torch.equal(d, c)  # the cached sampler sums in another order; at this seed no draw flips
     assert ((a * 255).round() == a * 255).all()  # intensities are k / 255
     assert a.std() > 0
+    # teacher-forced: the cached sampler's logits of every pixel, fed this canvas, are the full network's
+    groups = pixelcnn.wavefronts(16, model.net.reach)
+    with torch.no_grad():
+        engine = pixelcnn._Incremental(model.net, 2, groups, 16)
+        engine.advance(-1)
+        for t, (rows, cols) in enumerate(groups):
+            pos = rows * 16 + cols
+            got = engine.logits(pos).view(len(rows), 2, -1).permute(1, 2, 0)  # (B, 256, P)
+            torch.testing.assert_close(got, full[:, :, rows, cols], rtol=1e-5, atol=1e-5)
+            engine.draw(pos, canvas[:, 0, rows, cols])
+            engine.advance(t)
 
 
 def test_wavefronts_cover_every_pixel_once_after_its_dependencies() -> None:

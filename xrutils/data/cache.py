@@ -35,9 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torchvision.transforms.functional as TF
 from PIL import Image
-from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from xrutils.atomic import atomic_write_text
@@ -54,6 +52,10 @@ def resize_gray(img: Image.Image, size: int, method: str = "bilinear-antialias")
     """A mode-"L" PIL image -> uint8 (size, size), as torchvision ``Resize((size, size))`` does it."""
     if method not in RESIZE_METHODS:
         raise ValueError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
+    # imported here: torchvision pulls in torch._dynamo (1.5 s), which every notebook would pay for at import
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms import InterpolationMode
+
     out = TF.resize(img, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return np.asarray(out, dtype=np.uint8)
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid, save_image
 
 from xrutils.atomic import atomic_path
 from xrutils.data.ranges import UNIT_RANGE, to_range
@@ -68,6 +67,8 @@ def save_pairs_grid(
     n_pairs: int = N_PAIRS,
 ) -> Path:
     """Grid of the ``n_pairs`` closest pairs: samples in the top row, their nearest training images below."""
+    from torchvision.utils import make_grid, save_image  # imported here: torchvision takes seconds to import
+
     order = np.argsort(dist)[:n_pairs]
     top = fakes_uint8[torch.as_tensor(order)]
     bottom = train_uint8[torch.as_tensor(idx[order])]

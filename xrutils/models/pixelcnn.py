@@ -22,10 +22,12 @@ where in the chest it is once it is away from the borders, and its samples lose 
 Deliberate deviations (docs/DISCREPANCIES.md): the mask is a buffer multiplied into the weight in ``forward``
 (the original multiplied ``weight.data`` in place, so masked weights still received Adam updates); sampling runs
 in eval mode under ``no_grad`` (the original's in-training samples ran in train mode, spec §6 #10) with every
-draw from a private generator; and sampling computes each pixel's logits on its receptive field only, for a whole
-wavefront of mutually independent pixels at once. That is exact: eval-mode BN and 1x1 convs are pointwise, masked
-rows below the centre are zero, and zeroing the window outside the image before each masked conv reproduces the
-full network's zero padding (tests compare it with the original full-canvas way).
+draw from a private generator; and sampling goes by wavefronts of mutually independent pixels. By default
+(``order="cached"``) each layer's output is computed once per position, as soon as the pixels it depends on are
+drawn, and kept for the layers above; ``order="wavefront"`` computes each pixel's logits on its receptive field
+only. Both are exact: eval-mode BN and 1x1 convs are pointwise, masked rows below the centre are zero, and
+zeroing outside the image reproduces the full network's zero padding (tests compare both with the original
+full-canvas way).
 """
 
 from __future__ import annotations
@@ -215,6 +217,127 @@ def receptive_windows(
     return windows, inside.reshape(-1, 1, reach + 1, 2 * reach + 1)
 
 
+def _finality(net: PixelCNNNet, when: torch.Tensor) -> list[torch.Tensor]:
+    """Per stage, the step after which each position's output is final: ``(S, S)`` integers, -1 = before the
+    first pixel is drawn. ``when[r, c]`` is the wavefront of pixel (r, c); a stage's output at q is final once
+    every input its masked kernel sees is (outside the image counts as always final)."""
+    out, prev = [], when
+    for stage in net.stages:
+        conv = stage.conv
+        h = conv.kernel_size[0] // 2
+        mask = conv.mask[0, 0, : h + 1].bool().cpu()  # (h + 1, 2h + 1)
+        win = (
+            F.pad(prev[None, None].float(), (h, h, h, 0), value=-1.0)
+            .unfold(2, h + 1, 1)
+            .unfold(3, 2 * h + 1, 1)
+        )
+        prev = win[0, 0].masked_fill(~mask, -1.0).amax(dim=(-2, -1)).long()  # (S, S)
+        out.append(prev)
+    return out
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+class _Incremental:
+    """Each stage's output computed once per position, when its inputs are final (the ``cached`` sampler).
+
+    Per stage it keeps the masked conv's input, zero-padded as ``forward`` pads it, and for residual blocks the
+    skip path, as channels-last ``(n, positions, C)`` arrays so a position's channels are contiguous. After each
+    wavefront is drawn, every position whose output just became final is computed from its (h + 1) x (2h + 1)
+    window: the masked weights as one matrix product, then eval-mode BN, ReLU and the 1x1 convs as per-position
+    affine maps, the same functions ``forward`` computes. The work per sample is one network pass over the image
+    instead of one receptive field per pixel.
+    """
+
+    def __init__(self, net: PixelCNNNet, n: int, groups: list, size: int):
+        self.net, self.n, self.size = net, n, size
+        dev = net.head.weight.device
+        zeros = lambda *shape: net.head.weight.new_zeros(shape)  # noqa: E731
+        when = torch.empty(size, size, dtype=torch.long)
+        for t, (rows, cols) in enumerate(groups):
+            when[rows, cols] = t
+        steps = torch.arange(-1, len(groups) + 1)
+        self.stages: list[dict[str, Any]] = []
+        for stage, final in zip(net.stages, _finality(net, when), strict=True):
+            conv = stage.conv
+            h = conv.kernel_size[0] // 2
+            width = size + 2 * h
+            dr, dc = torch.meshgrid(torch.arange(h + 1), torch.arange(2 * h + 1), indexing="ij")
+            order = torch.argsort(final.flatten(), stable=True)
+            bounds = torch.searchsorted(final.flatten()[order], steps)
+            st: dict[str, Any] = {
+                "h": h,
+                "width": width,
+                # the masked conv's input, padded h on the top, left and right; (n, (S + h)(S + 2h), C)
+                "pad": zeros(n, (size + h) * width, conv.in_channels),
+                # kernel rows down to the centre, as (C', (h + 1)(2h + 1) C) in the windows' (row, col, channel)
+                "weight": (conv.weight * conv.mask)[:, :, : h + 1].permute(0, 2, 3, 1).flatten(1),
+                "window": (dr * width + dc).flatten().to(dev),  # window offsets from its top-left corner
+                # per step t + 1: the positions (flat r S + c) whose output becomes final after step t
+                "due": [order[bounds[i] : bounds[i + 1]].to(dev) for i in range(len(steps) - 1)],
+            }
+            if isinstance(stage, ResidualBlock):
+                st["skip"] = zeros(n, size * size, stage.down.in_channels)
+                st["down"], st["bn_down"] = stage.down.weight.flatten(1), _bn_affine(stage.bn_down)
+                st["bn_conv"], st["bn_up"] = _bn_affine(stage.bn_conv), _bn_affine(stage.bn_up)
+                st["up"] = stage.up.weight.flatten(1)
+            else:
+                st["bn"] = _bn_affine(stage.bn)
+            self.stages.append(st)
+        self.out = zeros(n, size * size, net.head.in_channels)  # the last stage's output
+        if net.coords is not None:
+            first = self.stages[0]
+            every = torch.arange(size * size, device=dev)
+            first["pad"][:, self._padded(first, every), 1:] = net.coords[0].flatten(1).t()
+
+    def _padded(self, st: dict[str, Any], pos: torch.Tensor) -> torch.Tensor:
+        """Flat positions r S + c -> their index in the stage's padded input."""
+        h = st["h"]
+        return (pos // self.size + h) * st["width"] + pos % self.size + h
+
+    def advance(self, t: int) -> None:
+        """Compute every stage output that becomes final after step ``t`` (-1: before any pixel is drawn)."""
+        n = self.n
+        for i, st in enumerate(self.stages):
+            pos = st["due"][t + 1]
+            m = len(pos)
+            if m == 0:
+                continue
+            corner = (pos // self.size) * st["width"] + pos % self.size  # the window's top-left, padded
+            idx = (corner[:, None] + st["window"][None]).flatten()
+            y = st["pad"].index_select(1, idx).reshape(n * m, -1) @ st["weight"].t()  # (n m, C')
+            if "skip" in st:
+                (s1, b1), (s2, b2) = st["bn_conv"], st["bn_up"]
+                inner = torch.relu(torch.relu(y * s1 + b1) @ st["up"].t() * s2 + b2)
+                a = st["skip"].index_select(1, pos).reshape(n * m, -1) + inner
+            else:
+                s0, b0 = st["bn"]
+                a = torch.relu(y * s0 + b0)
+            if i + 1 == len(self.stages):
+                self.out.index_copy_(1, pos, a.view(n, m, -1))
+                continue
+            nxt = self.stages[i + 1]
+            if "skip" in nxt:
+                nxt["skip"].index_copy_(1, pos, a.view(n, m, -1))
+                s0, b0 = nxt["bn_down"]
+                a = torch.relu(a @ nxt["down"].t() * s0 + b0)
+            nxt["pad"].index_copy_(1, self._padded(nxt, pos), a.view(n, m, -1))
+
+    def logits(self, pos: torch.Tensor) -> torch.Tensor:
+        """Pixel-major logits (P n, 256) of flat positions ``pos``, whose last stage must be final."""
+        x = self.out.index_select(1, pos).transpose(0, 1).reshape(len(pos) * self.n, -1)
+        return F.linear(x, self.net.head.weight.flatten(1), self.net.head.bias)
+
+    def draw(self, pos: torch.Tensor, values: torch.Tensor) -> None:
+        """Set the pixels at flat positions ``pos`` to ``values`` (n, P) in the first stage's input."""
+        first = self.stages[0]
+        first["pad"][:, self._padded(first, pos), 0] = values
+
+
 def wavefronts(size: int, reach: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Groups of pixels that can be sampled together, in dependency order.
 
@@ -281,37 +404,52 @@ class PixelCNN(GenerativeModel):
         n: int,
         generator: torch.Generator | None = None,
         *,
-        order: Literal["wavefront", "raster", "full"] = "wavefront",
+        order: Literal["cached", "wavefront", "raster", "full"] = "cached",
         **options: Any,
     ) -> torch.Tensor:
         """Pixel by pixel; pixel (r, c) draws its level from the softmax by inverse CDF with its own uniform
-        ``u[r, c]``, all drawn from ``generator`` up front, so the three ``order`` s give the same images:
+        ``u[r, c]``, all drawn from ``generator`` up front, so every ``order`` gives the same images:
 
         * ``full``: the whole network on the whole canvas for every pixel, in raster order (the original's way);
         * ``raster``: the same order, each pixel's logits computed on its receptive field only;
-        * ``wavefront`` (default): receptive fields of every pixel of a wavefront (independent pixels) at once.
+        * ``wavefront``: receptive fields of every pixel of a wavefront (independent pixels) at once;
+        * ``cached`` (default): wavefront by wavefront, but every layer's output is computed once per position,
+          as soon as its inputs are drawn, and kept (one network pass per sample instead of one receptive field
+          per pixel; 15-30x faster on a CPU). Its sums run in another order, so logits agree with the others to
+          float rounding (about 1e-6) rather than bit for bit, and a draw whose uniform falls that close to a
+          CDF step can differ.
         """
         if options:
             raise TypeError(f"PixelCNN.sample takes only 'order', got {sorted(options)}")
-        if order not in ("wavefront", "raster", "full"):
-            raise ValueError(f"order={order!r}; expected 'wavefront', 'raster' or 'full'")
+        if order not in ("cached", "wavefront", "raster", "full"):
+            raise ValueError(f"order={order!r}; expected 'cached', 'wavefront', 'raster' or 'full'")
         g = private_generator(generator)
         s, reach = self.image_size, self.net.reach
         u = torch.rand((s, s, n), generator=g, device=g.device).to(self.device)
-        if order == "wavefront":
+        if order in ("cached", "wavefront"):
             groups = wavefronts(s, reach)
         else:
             groups = [(torch.tensor([r]), torch.tensor([c])) for r in range(s) for c in range(s)]
         with eval_mode(self):
             canvas = torch.zeros(n, 1, s, s, device=self.device)
-            for rows, cols in groups:
-                if order == "full":
+            engine = _Incremental(self.net, n, groups, s) if order == "cached" else None
+            if engine is not None:
+                engine.advance(-1)
+            for t, (rows, cols) in enumerate(groups):
+                pos = (rows * s + cols).to(self.device)
+                if engine is not None:
+                    logits = engine.logits(pos)
+                elif order == "full":
                     logits = self(canvas)[:, :, rows[0], cols[0]]
                 else:
                     windows = receptive_windows(self.net.with_coords(canvas), reach, rows, cols)
                     logits = self.net.cone_logits(*windows)  # (P*n, 256)
                 k = draw_levels(logits, u[rows, cols].reshape(-1))  # pixel-major, like the windows
-                canvas[:, 0, rows, cols] = k.view(len(rows), n).t().float() / (LEVELS - 1)
+                values = k.view(len(rows), n).t().float() / (LEVELS - 1)
+                canvas[:, 0, rows, cols] = values
+                if engine is not None:
+                    engine.draw(pos, values)
+                    engine.advance(t)
         return canvas
 
 
