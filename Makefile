@@ -81,9 +81,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format $(LINT_PATHS)
 
-## lab: JupyterLab with the project's kernel
+## lab: JupyterLab with the project's kernel on the whole repository (notebooks/, figures/, runs/), opening at
+##      notebooks/; it prints the URL to open (http://localhost:8888/lab?token=...). LAB_ARGS passes flags, e.g.
+##      make lab LAB_ARGS="--port 8890 --no-browser --ip 0.0.0.0"
+LAB_ARGS ?=
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
 
 ## clean: remove runs, generated figures, caches and stamps (keeps .venv and the phantom data)
 clean:

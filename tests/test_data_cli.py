@@ -94,7 +94,7 @@ def test_killed_cache_build_leaves_no_valid_cache(phantom_dir, tmp_path, monkeyp
     )
     try:
         deadline = time.monotonic() + 60
-        while not list(tmp_path.glob("cache/*/.images.*.npy.tmp")):  # the build has started writing
+        while not list(tmp_path.glob("cache/*/.images.npy.*.tmp")):  # the build has started writing
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "cache build never started"
             time.sleep(0.05)

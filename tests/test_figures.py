@@ -356,9 +356,59 @@ def test_explorer_lists_runs_and_scrubs_epochs(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         explorer.list_runs(tmp_path / "nope")
     ex = explorer.Explorer(tmp_path)
-    assert ex.epoch.max == 3 and len(ex.grids.children) == 2
+    assert ex.picker.value == ("gan__baseline",)  # opens on the baselines
+    assert "profile smoke" in ex.note.value and "phantom" in ex.note.value
+    ex.picker.value = ("gan__baseline", "vae__size32")
+    assert ex.epoch.options == (1, 2, 3) and ex.epoch.value == 3 and len(ex.grids.children) == 2
     ex.family.value = "vae"
-    assert ex.picker.value == ("vae__size32",) and ex.epoch.max == 2
+    assert ex.picker.value == ("vae__size32",) and ex.epoch.options == (1, 2)
+
+
+def test_explorer_never_shows_a_later_grid_than_the_chosen_epoch(tmp_path):
+    sparse = _fake_run(tmp_path, "gan__baseline", epochs=6)
+    for e in (1, 2, 3, 4):
+        RunDir(sparse).sample_path(e).unlink()  # grids at epochs 5 and 6 only (runs of older builds)
+    assert explorer.grid_png(sparse, 1) is None
+    assert explorer.grid_png(sparse, 5)[1] == 5
+    _fake_run(tmp_path, "vae__baseline", epochs=2)
+    ex = explorer.Explorer(tmp_path)
+    ex.epoch.value = 1
+    labels = [c.value if hasattr(c, "value") else c.children[0].value for c in ex.grids.children]
+    assert any("gan__baseline: no grid at or before epoch 1 (first grid at epoch 5)" in t for t in labels)
+    assert not any("epoch 5" in t and "gan__baseline," in t for t in labels)
+
+
+def test_explorer_keeps_the_chosen_curve_and_clears_when_nothing_is_picked(tmp_path):
+    a = _fake_run(tmp_path, "gan__baseline", epochs=3)
+    b = _fake_run(tmp_path, "vae__baseline", epochs=3)
+    RunDir(b).write_history([{"epoch": e, "step": e, "loss": 2.0 / e, "kl": 0.1} for e in (1, 2, 3)])
+    RunDir(a).update_metrics(
+        {
+            "evaluation": {
+                "corrected": {
+                    "judge": {"epochs": [1, 3], "score": [0.4, 1.1], "lo": [0.3, 1.0], "hi": [0.5, 1.2]},
+                    "fd_curve": {"epochs": [1, 3], "fd": [300.0, 40.0], "fd8": [3.0, 0.5]},
+                    "metrics": {"fd": 40.0, "kid": 0.02, "precision": 0.8, "recall": 0.4, "epoch": 3},
+                }
+            }
+        }
+    )
+    ex = explorer.Explorer(tmp_path)
+    assert "eval: judge score" in ex.curve.options and "eval: FD8" in ex.curve.options
+    ex.curve.value = "history: loss_d"
+    ex.picker.value = ("gan__baseline", "vae__baseline")  # different columns: the choice stays
+    assert ex.curve.value == "history: loss_d"
+    assert explorer.curve_points(a, "eval: FD (X-ray encoder)")[:2] == ([1, 3], [300.0, 40.0])
+    assert explorer.curve_points(a, "eval: judge score")[2] == [(0.3, 0.5), (1.0, 1.2)]
+    fig = explorer.plot_curves([a, b], "eval: judge score")
+    assert len(fig.axes[0].lines) == 1  # only the evaluated run
+    plt.close(fig)
+    table = explorer.last_epoch_table([a, b])
+    assert table.loc["gan__baseline", "judge"] == "1.100 [1.000, 1.200]"
+    assert table.loc["gan__baseline", "FD"] == 40.0 and table.loc["gan__baseline", "FD8"] == 0.5
+    ex.picker.value = ()
+    assert [o["text"] for o in ex.plot.outputs] == ["pick one or more runs\n"]  # the old plot is gone
+    assert ex.grids.children[0].value == "pick one or more runs"
 
 
 # ----------------------------------------------------------------------------------------------------------------

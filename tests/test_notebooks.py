@@ -86,6 +86,10 @@ def test_notebook_is_thin_parameterised_and_committed_without_outputs(name):
     assert names and len(names) == len(set(names))
     # papermill must parse every parameter (a comment it cannot parse silently drops the parameter)
     assert list(papermill.inspect_notebook(str(path))) == names
+    # papermill only warns about an unknown -p name: the first cell after the parameters refuses it (issue 12, D8)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    after = code[[i for i, c in enumerate(code) if "parameters" in c.metadata.get("tags", [])][0] + 1]
+    assert "studies.check_parameters(globals())" in after.source, f"{name}: parameters are not checked"
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
@@ -432,6 +436,54 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, _data_home):
     after = RunDir(run).read_history()
     assert [r["epoch"] for r in after] == list(range(1, 61))
     assert after[: len(before)] == before  # the epochs done before the kill were not trained again
+
+
+def test_make_killed_at_random_points_finishes_on_rerun_without_training_from_scratch(tmp_path, _data_home):
+    """Kill the whole ``make`` (its process group, as Ctrl-C or a dying machine would) a few times at seeded random
+    points, then let it finish: every run that had a first checkpoint keeps it (never retrained from scratch),
+    nothing is moved aside as stale, and a last ``make`` has nothing left to do."""
+    import random
+
+    build = {
+        "root": tmp_path,
+        "runs": tmp_path / "runs",
+        "figs": tmp_path / "figures",
+        "stamps": tmp_path / ".make",
+    }
+    assert _make(build, target="figures-rules").returncode == 0
+    _pretrain(build["runs"])  # the model notebooks of NOTEBOOK_RUNS and every study are left to make
+    cmd = [
+        "make", "--no-print-directory", "-f", "make/figures.mk", "figures-all", "-j2", "PROFILE=smoke",
+        f"PY={sys.executable}", f"RUNDIR={build['runs']}", f"FIGDIR={build['figs']}",
+        f"FIGURES_STAMPDIR={build['stamps']}",
+    ]  # fmt: skip
+    rng = random.Random(12)
+    first_checkpoints: dict[Path, int] = {}
+    for _ in range(3):
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env=_env(),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            proc.wait(timeout=rng.uniform(4, 30))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for p in build["runs"].glob("*/checkpoints/epoch_001.pt"):
+            first_checkpoints.setdefault(p, p.stat().st_mtime_ns)
+        if proc.returncode == 0:
+            break
+    done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    for p, mtime in first_checkpoints.items():
+        assert p.stat().st_mtime_ns == mtime, f"{p.parent.parent.name} was trained again from scratch"
+    assert not (build["runs"] / ".stale").exists()
+    again = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "[train]" not in again.stdout and "[study]" not in again.stdout
 
 
 def test_dataset_notebook_counts_the_real_nih_metadata(nih_root, tmp_path, _data_home):

@@ -5,8 +5,16 @@ Rooms (one folder or module each): ``data`` (NIH ChestX-ray14, phantom X-rays, C
 layout), ``plotting`` (one function per thesis figure), ``cli`` (the command line).
 """
 
+import logging as _logging
+
+from xrutils import log as _log
 from xrutils.config import ConfigError, RunConfig, build_config
 from xrutils.registry import families
+
+if not _logging.getLogger(
+    "xrutils"
+).handlers:  # an application that set up the logger itself keeps its set-up
+    _log.configure()
 
 __all__ = ["ConfigError", "RunConfig", "build_config", "families"]
 __version__ = "0.1.0"

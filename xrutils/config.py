@@ -27,8 +27,10 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from xrutils.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A configuration value or key is invalid; the message names the key and what is allowed."""
 
 
@@ -396,6 +398,13 @@ def build_config(
     """Build the config of one run: family defaults -> preset -> profile -> user overrides (see module doc)."""
     from xrutils import registry
 
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(
+            f"overrides={overrides!r} is a {type(overrides).__name__}; expected a dict of dotted keys, e.g. "
+            f"{{'train.lr': 1e-5}}"
+        )
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed={seed!r} is invalid; expected a non-negative integer")
     fam = registry.get(family)
     if preset not in fam.presets:
         raise ConfigError(

@@ -9,30 +9,36 @@ runs/<profile>/<run>/
   samples/epoch_NNN.png  fixed-noise sample grid of each epoch
   eval/                  evaluator caches (generated samples per checkpoint, scores)
   notebook.ipynb         the executed notebook, when a notebook trained the run
+  .lock                  held by the process that trains into the folder (RunDir.writing)
 ```
 Epochs are 1-based in file names: ``epoch_001`` is the state after the first epoch. Every write is atomic
-(:mod:`xrutils.atomic`), so a killed process never leaves a half-written file that looks valid.
+(:mod:`xrutils.atomic`), so a killed process never leaves a half-written file that looks valid, and only one
+process trains into a folder at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import pickle
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from xrutils.atomic import atomic_path, atomic_torch_save, atomic_write_text
+from xrutils.atomic import atomic_path, atomic_torch_save, atomic_write_text, exclusive_lock, remove_stale_tmp
+from xrutils.errors import InputError
 
 _EPOCH_RE = re.compile(r"epoch_(\d{3,})\.pt$")
 _GRID_RE = re.compile(r"epoch_(\d{3,})\.png$")
+LOCK_NAME = ".lock"
 GRID_PADDING = 2  # pixels between the tiles of a sample grid (torchvision make_grid's default, black)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint file cannot be read, or does not belong to the run it is in; the message names the file."""
 
 
@@ -63,6 +69,10 @@ class RunDir:
         return self.path / "metrics.json"
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_NAME
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.path / "checkpoints"
 
@@ -91,6 +101,33 @@ class RunDir:
         for d in (self.path, self.checkpoint_dir, self.samples_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[RunDir]:
+        """Hold the run folder's lock (``.lock``) while training writes into it; a second writer gets
+        :class:`xrutils.errors.RunBusyError` at once instead of mixing its checkpoints into this run's. Leftover
+        temporary files of killed writers are removed first."""
+        existed = self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            with exclusive_lock(self.lock_path, wait=False, what=f"run folder {self.path}"):
+                remove_stale_tmp(
+                    self.path
+                )  # metrics.json is written by evaluators too: only dead writers' files
+                for d in (
+                    self.checkpoint_dir,
+                    self.samples_dir,
+                ):  # only training writes here, and we hold the lock
+                    remove_stale_tmp(d, owned=True)
+                yield self
+        finally:
+            if not existed and [p.name for p in self.path.iterdir()] == [LOCK_NAME]:  # failed before writing
+                self.lock_path.unlink(missing_ok=True)
+                self.path.rmdir()
+
+    def has_content(self) -> bool:
+        """True when the folder exists and holds anything besides its lock file."""
+        return self.path.is_dir() and any(p.name != LOCK_NAME for p in self.path.iterdir())
 
     # -- config ----------------------------------------------------------------------------------------------------
     def write_config(self, cfg: Any) -> None:

@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import sys
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,9 @@ import yaml
 
 from xrutils import fingerprint
 from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides, build_config
+from xrutils.log import get as _get_log
 from xrutils.paths import repo_root
+from xrutils.runs import RunDir
 
 # ----------------------------------------------------------------------------------------------------------------
 # the table
@@ -747,6 +750,49 @@ GAN_JUDGE_PRESETS = ("size16", "size32", "baseline", "size128")
 # configs and params
 
 
+# names IPython itself puts into a kernel's namespace (besides the _-prefixed ones)
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def check_parameters(namespace: dict[str, Any]) -> None:
+    """Refuse unknown and mistyped notebook parameters; each notebook calls it right after its parameters cell.
+
+    The parameters cell declares every parameter with a type (``seed: int = 0``); papermill's injected cell
+    assigns plain names. So a name in the namespace that the cell did not declare was passed by mistake (papermill
+    itself only warns: ``-p bogus 1`` would run with the defaults), and a declared one must hold its type
+    (``-p seed abc`` would otherwise fail far from the cause). Raises :class:`ConfigError` naming them.
+    """
+    declared = namespace.get("__annotations__")
+    if declared is None and callable(namespace.get("__annotate__")):  # Python >= 3.14 evaluates them lazily
+        declared = namespace["__annotate__"](1)
+    declared = dict(declared or {})
+    unknown = sorted(
+        k
+        for k, v in namespace.items()
+        if k not in declared
+        and not k.startswith("_")
+        and k not in _KERNEL_NAMES
+        and not (callable(v) or isinstance(v, types.ModuleType))
+    )
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes {sorted(declared)}")
+    for name, kind in declared.items():
+        if isinstance(kind, str):  # `from __future__ import annotations` in the cell: names only
+            kind = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}.get(
+                kind
+            )
+        if not isinstance(kind, type) or name not in namespace:
+            continue
+        value = namespace[name]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True  # -p lr 1 is a float parameter given as an integer
+        if not ok:
+            raise ConfigError(
+                f"notebook parameter {name}={value!r} is a {type(value).__name__}; expected {kind.__name__}"
+            )
+
+
 def resolve_path(path: str | Path) -> Path:
     """A relative path is relative to the repository root, wherever the kernel was started (JupyterLab starts
     kernels in notebooks/, papermill under make in the root); absolute paths are kept."""
@@ -971,8 +1017,6 @@ class StudyContext:
 
     def check_runs(self, runs: Iterable[str] | None = None) -> list[Path]:
         """The run folders of the study (and its judges), complete; raises naming what is missing and how to make it."""
-        from xrutils.runs import RunDir
-
         names = list(runs if runs is not None else study_runs(self.study, self.profile))
         if self.study.curve_runs:
             names += [j.name for j in self.judges().values() if j.name not in names]
@@ -1327,7 +1371,7 @@ def run_status(
     p, cfg = _run_config_of(params_path, nih_root)
     fp = run_fingerprint(cfg, p["family"], root)
     run_dir = Path(run_dir)
-    if not run_dir.exists() or not any(run_dir.iterdir()):
+    if not RunDir(run_dir).has_content():
         return RunStatus(run_dir.name, "new"), fp
     done = "complete" if (run_dir / ".complete").exists() else "resume"
     stamp = run_dir / STAMP
@@ -1400,7 +1444,7 @@ def prepare_run(params_path: str | Path, run_dir: str | Path, nih_root: str = ""
         backup = stale_destination(run_dir)
         backup.parent.mkdir(parents=True, exist_ok=True)
         run_dir.rename(backup)
-        print(f"{run_dir}: {'; '.join(status.reasons)}; kept in {backup}, retraining", file=sys.stderr)
+        _get_log("runs").warning("%s: %s; kept in %s, retraining", run_dir, "; ".join(status.reasons), backup)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".complete").unlink(missing_ok=True)
     atomic_write_text(run_dir / STAMP, json.dumps(fp, sort_keys=True) + "\n")

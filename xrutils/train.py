@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a saved notebook shows their last state (widget bars need live widgets)
 
 from xrutils import distributed, registry
 from xrutils.atomic import atomic_path
@@ -66,8 +66,10 @@ CHECKPOINT_FORMAT = 1
 def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress: bool = True) -> list[dict]:
     """Train ``cfg`` into ``run_dir``; return the history rows. Resumes from the newest checkpoint when ``resume``."""
     device = resolve_device(cfg.train.device)
-    with _process_group(device) as (info, device):
+    with _process_group(device) as (info, device), contextlib.ExitStack() as held:
         rd, main = RunDir(run_dir), info.is_main
+        if main:  # one writer per run folder: a second process is refused before it reads or writes anything
+            held.enter_context(rd.writing())
         done = _epochs_done(rd, cfg, resume)  # 0 for a fresh run; raises on a config mismatch
         if done >= cfg.train.epochs:
             return rd.read_history()
@@ -97,6 +99,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         # -- resume, or start the run folder -----------------------------------------------------------------------
         history: list[dict] = []
         step = 0
+        stripped_once = False
         if done:
             ckpt = rd.load_checkpoint(done, map_location="cpu")
             step, history = _restore(
@@ -171,6 +174,9 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
             }
             history.append(row)
             last = epoch == cfg.train.epochs
+            checkpoint_now = last or epoch == 1 or epoch % cfg.train.checkpoint_every == 0
+            if checkpoint_now:  # every rank checks (the weights are the same on each), so all stop together
+                _check_finite_weights(networks, rd, epoch, step)
             if main:
                 with distributed.unwrapped(model, networks):  # one rank samples: no DDP collectives
                     # the first and the last epoch always get a grid and a checkpoint: every curve starts from the
@@ -181,7 +187,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                             fixed_noise_grid(model, cfg, fixed), model.value_range, rd.sample_path(epoch)
                         )
                         row["sample_seconds"] = time.perf_counter() - t1
-                    if last or epoch == 1 or epoch % cfg.train.checkpoint_every == 0:
+                    if checkpoint_now:
                         rd.save_checkpoint(
                             epoch,
                             _checkpoint_state(
@@ -198,7 +204,10 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                             ),
                         )
                         if cfg.train.keep_training_state == "last":
-                            _strip_older_training_state(rd, epoch)
+                            # the first time every older checkpoint (a killed run may have left two full ones),
+                            # from then on only the previous newest: the others are weights-only already
+                            _strip_older_training_state(rd, epoch, only_previous=stripped_once)
+                            stripped_once = True
                 rd.write_history(history)
                 if progress:
                     tqdm.write(
@@ -334,13 +343,35 @@ def _epochs_done(rd: RunDir, cfg: RunConfig, resume: bool) -> int:
         )
     if not rd.config_path.exists():
         raise ConfigError(f"{rd.path} holds checkpoints but no config.json; cannot check it is the same run")
-    diffs = config_differences(cfg, json.loads(rd.config_path.read_text()))
+    saved = json.loads(rd.config_path.read_text())
+    diffs = config_differences(cfg, saved)
+    if diffs and [d.split(":")[0] for d in diffs] == ["train.epochs"]:
+        _check_extension(rd, cfg, int(saved["train"]["epochs"]), epochs[-1])
+        rd.write_config(cfg)  # the run is now the longer one
+        return epochs[-1]
     if diffs:
         raise ConfigError(
             f"cannot resume {rd.path}: its config.json differs from the requested config at "
             f"{'; '.join(diffs)}. Use the same settings, or another run folder."
         )
     return epochs[-1]
+
+
+def _check_extension(rd: RunDir, cfg: RunConfig, saved_epochs: int, newest: int) -> None:
+    """Allow ``--resume --set train.epochs=N`` where continuing is exactly the longer run: with a constant learning
+    rate (after its step-counted warm-up) nothing computed so far depends on the run's length."""
+    new = cfg.train.epochs
+    if new < newest:
+        raise ConfigError(
+            f"cannot shorten {rd.path} to train.epochs={new}: epochs up to {newest} are trained already"
+        )
+    if cfg.train.lr_schedule != "constant":
+        raise ConfigError(
+            f"cannot extend {rd.path} from train.epochs={saved_epochs} to {new}: with "
+            f"train.lr_schedule={cfg.train.lr_schedule!r} the learning rate decays to 0 at the last step, so a "
+            f"{new}-epoch run differs from the first step on; train it into a new run folder (or extend runs "
+            f"with train.lr_schedule='constant')"
+        )
 
 
 def _per_rank_batch(batch_size: int, world_size: int) -> int:
@@ -361,6 +392,24 @@ def _check_images(images: torch.Tensor, model: GenerativeModel, cfg: RunConfig) 
         raise ConfigError(
             f"data.image_size={cfg.data.image_size} gives {tuple(images.shape[-2:])} images but the "
             f"{cfg.family} model was built for {model.image_size}x{model.image_size}"
+        )
+
+
+def _check_finite_weights(networks: dict[str, nn.Module], rd: RunDir, epoch: int, step: int) -> None:
+    """Refuse to checkpoint non-finite weights. A loss can stay finite while the weights are not (a clamped BCE
+    reads 100 with inf weights), so the loss guard alone would let a broken state become the newest checkpoint."""
+    bad = {
+        f"{net}.{name}": int((~torch.isfinite(t)).sum())
+        for net, module in networks.items()
+        for name, t in itertools.chain(module.named_parameters(), module.named_buffers())
+        if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    }
+    if bad:
+        worst = ", ".join(f"{k} ({v})" for k, v in sorted(bad.items(), key=lambda kv: -kv[1])[:3])
+        raise FloatingPointError(
+            f"non-finite weights at epoch {epoch}, step {step}: {sum(bad.values())} value(s) in {len(bad)} "
+            f"tensor(s), e.g. {worst}; no checkpoint written for this epoch, checkpoints kept in "
+            f"{rd.checkpoint_dir}: epochs {rd.checkpoint_epochs()} (a lower train.lr may help)"
         )
 
 
@@ -410,11 +459,12 @@ def _checkpoint_state(
 TRAINING_STATE = ("optimizers", "schedulers", "scaler", "rng")
 
 
-def _strip_older_training_state(rd: RunDir, newest: int) -> None:
-    """Rewrite older checkpoints with weights only (atomically), once the newest full one is safely on disk."""
-    for epoch in rd.checkpoint_epochs():
-        if epoch >= newest:
-            continue
+def _strip_older_training_state(rd: RunDir, newest: int, *, only_previous: bool = False) -> None:
+    """Rewrite older checkpoints with weights only (atomically), once the newest full one is safely on disk.
+    ``only_previous``: look at the newest older checkpoint only (reading every one at every epoch costs a thesis
+    DDPM run about half a terabyte of reads)."""
+    older = [e for e in rd.checkpoint_epochs() if e < newest]
+    for epoch in older[-1:] if only_previous else older:
         ckpt = rd.load_checkpoint(epoch)
         if ckpt.get("resumable", True):
             rd.save_checkpoint(

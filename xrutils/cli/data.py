@@ -7,11 +7,9 @@ reused, ...), so scripts and the benchmark can parse it.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from xrutils.data.cache import RESIZE_METHODS, available_cores, cached_images
@@ -54,20 +52,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_info)
 
 
-def _user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """Bad input (an existing dataset, an undecodable image, a malformed CSV): one line on stderr, exit 2."""
-
-    @functools.wraps(func)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except (FileExistsError, ValueError) as e:  # BadImageError is a ValueError
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
 def _root(arg: str | None) -> Path:
     if arg:
         return Path(arg).expanduser()
@@ -77,7 +61,6 @@ def _root(arg: str | None) -> Path:
     return env
 
 
-@_user_errors
 def cmd_phantom(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = make_phantom(args.out, args.n, args.seed, args.size, workers=args.workers)
@@ -100,7 +83,6 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def cmd_cache(args: argparse.Namespace) -> int:
     root = _root(args.root)
     t0 = time.perf_counter()
@@ -143,7 +125,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def cmd_info(args: argparse.Namespace) -> int:
     root = _root(args.root)
     counts = label_counts(root, args.csv)

@@ -5,8 +5,9 @@
     python -m xrutils sample --run-dir DIR [--epoch E] --n 64 --out grid.png [--sampler ddim --steps 50] [--seed S]
     python -m xrutils describe --family gan --preset baseline [--profile thesis] [--set model.hidden=32]
 
-Bad input (unknown family, preset or override key, a config that differs from the run being resumed) exits with
-status 2 and a message naming it; a non-finite loss exits with status 1.
+Bad input (unknown family, preset or override key, a config that differs from the run being resumed, a busy run
+folder) exits with status 2 and a message naming it; a non-finite loss or weights exit with status 1
+(:func:`xrutils.cli.main`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -96,11 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     run_dir = args.run_dir or Path("runs") / cfg.profile / f"{cfg.family}__{cfg.preset}"
-    try:
-        history = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    history = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
     if history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
         print(json.dumps({"run_dir": str(run_dir), **history[-1]}))
     return 0
@@ -113,6 +109,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.n < 1:
         raise ConfigError(f"--n {args.n} is invalid; expected a positive number of images")
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; expected the path of the PNG file to write")
     device = resolve_device(args.device)
     epoch = args.epoch if args.epoch is not None else (RunDir(args.run_dir).checkpoint_epochs() or [None])[-1]
     cfg, model = load_model(args.run_dir, epoch, device=device)

@@ -22,36 +22,35 @@ a build mid-way deterministically. Leave it unset otherwise.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import hashlib
 import json
 import multiprocessing as mp
 import os
-import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a saved notebook shows their last state (widget bars need live widgets)
 
-from xrutils.atomic import atomic_write_text
+from xrutils.atomic import atomic_write_text, exclusive_lock, remove_stale_tmp, tmp_prefix
 from xrutils.data.nih import BadImageError, decode_image
+from xrutils.errors import DataError, DiskFullError, ensure_free_space, is_disk_full
 from xrutils.paths import data_home
 
 CACHE_VERSION = 1
 RESIZE_METHODS = ("bilinear-antialias",)
 DELAY_ENV = "XRUTILS_CACHE_DELAY_S"
-_TMP_RE = re.compile(r"^\.images\.(\d+)\.npy\.tmp$")
 
 
 def resize_gray(img: Image.Image, size: int, method: str = "bilinear-antialias") -> np.ndarray:
     """A mode-"L" PIL image -> uint8 (size, size), as torchvision ``Resize((size, size))`` does it."""
     if method not in RESIZE_METHODS:
-        raise ValueError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
+        raise DataError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
     # imported here: torchvision pulls in torch._dynamo (1.5 s), which every notebook would pay for at import
     import torchvision.transforms.functional as TF
     from torchvision.transforms import InterpolationMode
@@ -125,41 +124,6 @@ def _read_valid(folder: Path, key: str, size: int, method: str, n_inputs: int) -
         return None
 
 
-@contextlib.contextmanager
-def _build_lock(folder: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``folder/.lock``; the OS releases it if the process dies (no-op without
-    fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: concurrent builders just do the work twice; the atomic writes keep it safe
-        yield
-        return
-    with open(folder / ".lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_tmp(folder: Path) -> None:
-    """Delete temporary arrays of builds whose process is gone (a killed build leaves one behind)."""
-    for p in folder.iterdir():
-        m = _TMP_RE.match(p.name)
-        if m and not _pid_alive(int(m.group(1))):
-            p.unlink(missing_ok=True)
-
-
 # ---- worker side ----------------------------------------------------------------------------------------------
 
 
@@ -202,9 +166,9 @@ def cached_images(
     ``missing``: listed-but-absent images of the caller's list, recorded in the manifest for reporting.
     """
     if method not in RESIZE_METHODS:
-        raise ValueError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
+        raise DataError(f"resize method {method!r} is not supported; expected one of {list(RESIZE_METHODS)}")
     if len(names) != len(paths) or not names:
-        raise ValueError(
+        raise DataError(
             f"cached_images needs equally long, non-empty names and paths (got {len(names)} and {len(paths)})"
         )
     t0 = time.perf_counter()
@@ -217,7 +181,9 @@ def cached_images(
     reused = man is not None
     if man is None:
         folder.mkdir(parents=True, exist_ok=True)
-        with _build_lock(folder):  # DDP ranks / parallel notebooks: one builds, the others wait and reuse
+        with exclusive_lock(
+            folder / ".lock"
+        ):  # DDP ranks / parallel notebooks: one builds, the others wait and reuse
             man = _read_valid(folder, key, size, method, len(names))
             reused = man is not None
             if man is None:
@@ -245,6 +211,30 @@ def cached_images(
     )
 
 
+def _allocated_memmap(path: Path, shape: tuple[int, int, int]) -> np.memmap:
+    """A uint8 ``.npy`` memmap whose blocks are reserved on disk first: writing into a sparse file on a full disk
+    kills the process with SIGBUS, while a reservation that does not fit fails here as a clear error."""
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        try:
+            fd = os.open(path, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            if e.errno in (
+                errno.EOPNOTSUPP,
+                errno.EINVAL,
+            ):  # a file system without fallocate: go on unreserved
+                return arr
+            del arr
+            if is_disk_full(e):
+                raise DiskFullError(path.parent / "images.npy", int(np.prod(shape))) from e
+            raise
+    return arr
+
+
 def _build(
     folder: Path,
     key: str,
@@ -259,12 +249,13 @@ def _build(
 ) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "manifest.json").unlink(missing_ok=True)  # whatever is here is not valid for these inputs
-    _remove_stale_tmp(folder)
+    remove_stale_tmp(folder)  # a killed build leaves its array behind
     n = len(names)
-    tmp = folder / f".images.{os.getpid()}.npy.tmp"
+    tmp = folder / f"{tmp_prefix('images.npy')}build.tmp"
     errors: dict[int, str] = {}
+    ensure_free_space(folder / "images.npy", n * size * size)
     try:
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size))
+        arr = _allocated_memmap(tmp, (n, size, size))
         tasks = [(i, str(p), size, method) for i, p in enumerate(paths)]
         bar = tqdm(total=n, desc=f"cache {n} images -> {size}px", unit="img", disable=not progress)
         procs = min(workers, n)
@@ -279,7 +270,7 @@ def _build(
             for i, img, err in results:
                 if err:
                     if not skip_bad:
-                        raise BadImageError(err)
+                        raise BadImageError(f"{err}; set data.skip_bad=true to train without such images")
                     errors[i] = err
                 else:
                     arr[i] = img

@@ -9,7 +9,6 @@ random permutation over a memory-mapped uint8 array. The value range is converte
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,10 @@ from xrutils.config import DataConfig
 from xrutils.data.cache import cached_images, resize_array
 from xrutils.data.chestmnist import read_chestmnist
 from xrutils.data.nih import LABELS, index_split
-from xrutils.data.phantom import ensure_phantom, phantom_root
+from xrutils.data.phantom import PHANTOM_INFO, ensure_phantom, phantom_root
 from xrutils.data.ranges import Range, to_range
+from xrutils.errors import DataError
+from xrutils.log import get as _get_log
 from xrutils.paths import NIH_ROOT_ENV, nih_root_from_env
 
 SPLITS = ("train_val", "test", "all")
@@ -52,11 +53,31 @@ class ImageSet:
         return int(self.images.shape[-1])
 
 
+_log = _get_log("data")
+
+
 def resolve_root(cfg: DataConfig) -> Path:
     """The folder in NIH layout that ``cfg`` reads (the phantom one is generated when missing)."""
     if cfg.source == "phantom":
-        root = Path(cfg.root).expanduser() if cfg.root else phantom_root(cfg.phantom_n, cfg.phantom_seed)
-        return ensure_phantom(root, cfg.phantom_n, cfg.phantom_seed)
+        if not cfg.root:
+            return ensure_phantom(
+                phantom_root(cfg.phantom_n, cfg.phantom_seed), cfg.phantom_n, cfg.phantom_seed
+            )
+        # an explicit root must already hold a phantom: a typo must not become a new synthetic dataset, and an NIH
+        # folder must not be trained on under the name "phantom"
+        root = Path(cfg.root).expanduser()
+        if (root / PHANTOM_INFO).is_file():
+            return ensure_phantom(root, cfg.phantom_n, cfg.phantom_seed)
+        if (root / "Data_Entry_2017.csv").is_file() or (root / "Data_Entry_2017_v2020.csv").is_file():
+            raise DataError(
+                f"data.root={cfg.root!r} holds an NIH dataset but data.source='phantom'; set data.source=nih "
+                f"to train on it"
+            )
+        raise DataError(
+            f"data.root={cfg.root!r} holds no phantom dataset (no {PHANTOM_INFO}); data.root names an NIH folder "
+            f"(with data.source=nih) or a phantom made by `python -m xrutils data phantom`; leave it empty for "
+            f"the built-in phantom"
+        )
     if cfg.source == "nih":
         if cfg.root:
             return Path(cfg.root).expanduser()
@@ -67,7 +88,7 @@ def resolve_root(cfg: DataConfig) -> Path:
                 f"ChestX-ray14 folder (with Data_Entry_2017.csv)"
             )
         return env
-    raise ValueError(f"data.source={cfg.source!r} has no root folder")
+    raise DataError(f"data.source={cfg.source!r} has no root folder")
 
 
 def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = True) -> ImageSet:
@@ -78,7 +99,7 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
     """
     split = split or cfg.split
     if split not in SPLITS:
-        raise ValueError(f"split={split!r} is not allowed; expected one of {list(SPLITS)}")
+        raise DataError(f"split={split!r} is not allowed; expected one of {list(SPLITS)}")
     if cfg.source == "chestmnist":
         return _load_chestmnist(cfg, split)
 
@@ -94,10 +115,8 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
         progress=progress,
     )
     if res.skipped:
-        print(
-            f"[xrutils.data] skipped {len(res.skipped)} undecodable image(s) (data.skip_bad), e.g. "
-            f"{res.skipped[:3]}",
-            file=sys.stderr,
+        _log.warning(
+            "skipped %d undecodable image(s) (data.skip_bad), e.g. %s", len(res.skipped), res.skipped[:3]
         )
     kept = np.asarray(res.kept, dtype=np.int64)
     return ImageSet(

@@ -22,13 +22,17 @@ from __future__ import annotations
 import functools
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from xrutils.errors import DataError
+from xrutils.log import get as _get_log
+
+_log = _get_log("data")
 
 LABELS: tuple[str, ...] = (
     "Atelectasis",
@@ -66,7 +70,7 @@ _REQUIRED_COLUMNS = (
 _AGE_RE = re.compile(r"^\s*(\d+)\s*([YMD]?)\s*$", re.IGNORECASE)
 
 
-class BadImageError(ValueError):
+class BadImageError(DataError):
     """An image file exists but cannot be decoded into a single-channel picture."""
 
 
@@ -91,7 +95,7 @@ def _parse_age(value: str) -> int:
     """'058Y' (2017), '58' (v2020), '011M' / '025D' (months, days) -> whole years."""
     m = _AGE_RE.match(str(value))
     if not m:
-        raise ValueError(f"age {value!r} is neither an integer nor of the form 058Y / 011M / 025D")
+        raise DataError(f"age {value!r} is neither an integer nor of the form 058Y / 011M / 025D")
     n, unit = int(m.group(1)), m.group(2).upper()
     return n // 12 if unit == "M" else n // 365 if unit == "D" else n
 
@@ -113,10 +117,16 @@ def read_metadata(root: str | Path, csv_name: str | None = None) -> pd.DataFrame
 def _read_metadata_cached(path_str: str, mtime_ns: int, size: int) -> pd.DataFrame:
     """Parse once per (file, mtime, size): the full NIH CSV takes ~0.5 s and every split load needs it."""
     path = Path(path_str)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise DataError(
+            f"{path}: not a readable NIH metadata CSV ({type(e).__name__}: {str(e).strip()}); expected "
+            f"comma-separated UTF-8 rows with the NIH columns {list(_REQUIRED_COLUMNS)}"
+        ) from e
     missing = [c for c in _REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path}: missing column(s) {missing}; expected the NIH columns {list(_REQUIRED_COLUMNS)}"
         )
     try:
@@ -124,7 +134,7 @@ def _read_metadata_cached(path_str: str, mtime_ns: int, size: int) -> pd.DataFra
         follow = pd.to_numeric(df["Follow-up #"], errors="raise").astype(np.int64)
         patient = pd.to_numeric(df["Patient ID"], errors="raise").astype(np.int64)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from e
+        raise DataError(f"{path}: {e}") from e
     out = pd.DataFrame(
         {
             "labels": df["Finding Labels"].str.strip().to_numpy(),
@@ -138,7 +148,7 @@ def _read_metadata_cached(path_str: str, mtime_ns: int, size: int) -> pd.DataFra
     )
     if out.index.has_duplicates:
         dup = out.index[out.index.duplicated()][:3].tolist()
-        raise ValueError(f"{path}: duplicate image names, e.g. {dup}")
+        raise DataError(f"{path}: duplicate image names, e.g. {dup}")
     out.attrs["path"] = str(path)
     return out
 
@@ -150,7 +160,7 @@ def multi_hot(label_strings: pd.Series | list[str], *, source: str = "labels") -
     idx = parts.str.strip().map(LABEL_INDEX)
     if idx.isna().any():
         bad = sorted(set(parts[idx.isna()].tolist()))[:5]
-        raise ValueError(f"{source}: unknown finding label(s) {bad}; expected names from {list(LABELS)}")
+        raise DataError(f"{source}: unknown finding label(s) {bad}; expected names from {list(LABELS)}")
     out = np.zeros((len(s), len(LABELS)), dtype=np.uint8)
     out[parts.index.to_numpy(), idx.to_numpy(dtype=np.int64)] = 1
     return out
@@ -159,13 +169,21 @@ def multi_hot(label_strings: pd.Series | list[str], *, source: str = "labels") -
 def read_split(root: str | Path, split: str) -> list[str]:
     """Image names of ``split`` ("train_val", "test" or "all" = both lists), in file order."""
     if split not in SPLIT_FILES:
-        raise ValueError(f"split={split!r} is not allowed; expected one of {list(SPLIT_FILES)}")
+        raise DataError(f"split={split!r} is not allowed; expected one of {list(SPLIT_FILES)}")
     names: list[str] = []
     for fname in SPLIT_FILES[split]:
         path = Path(root) / fname
         if not path.is_file():
             raise FileNotFoundError(f"{path}: split list not found (needed for split={split!r})")
-        names += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not a text file of image names ({e})") from e
+        if not listed:
+            raise DataError(
+                f"{path}: the split list is empty; expected one image name (e.g. 00000001_000.png) a line"
+            )
+        names += listed
     return names
 
 
@@ -184,7 +202,7 @@ def label_counts(root: str | Path, csv_name: str | None = None) -> pd.DataFrame:
         pos = meta.index.get_indexer(names)
         if (pos < 0).any():
             bad = [n for n, p in zip(names, pos, strict=True) if p < 0][:3]
-            raise ValueError(
+            raise DataError(
                 f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
                 f"{meta.attrs['path']}, e.g. {bad}"
             )
@@ -208,12 +226,28 @@ def find_images(root: str | Path) -> dict[str, Path]:
             if entry.is_dir() and re.fullmatch(r"images_\d+", entry.name):
                 dirs += [Path(entry.path), Path(entry.path) / "images"]
     found: dict[str, Path] = {}
+    copies: list[str] = []
     for d in dirs:
         if not d.is_dir():
             continue
         for entry in os.scandir(d):
-            if entry.name.lower().endswith(".png") and entry.name not in found:
-                found[entry.name] = Path(entry.path)
+            if not entry.name.lower().endswith(".png"):
+                continue
+            first = found.setdefault(entry.name, Path(entry.path))
+            if first != Path(entry.path):
+                if first.stat().st_size != entry.stat().st_size:
+                    raise DataError(
+                        f"{root}: two different files are named {entry.name}: {first} and {entry.path}; the NIH "
+                        f"release names each image once, so remove the wrong one"
+                    )
+                copies.append(entry.name)
+    if copies:
+        _log.warning(
+            "%s: %d image(s) are stored twice with the same size (e.g. %s); using the copy in the first folder",
+            root,
+            len(copies),
+            copies[0],
+        )
     return found
 
 
@@ -248,7 +282,7 @@ def index_split(root: str | Path, split: str, *, max_images: int = 0, verbose: b
     pos = meta.index.get_indexer(listed)
     if (pos < 0).any():
         bad = [n for n, p in zip(listed, pos, strict=True) if p < 0][:3]
-        raise ValueError(
+        raise DataError(
             f"{root}: {int((pos < 0).sum())} name(s) of the {split} list have no row in "
             f"{meta.attrs['path']}, e.g. {bad}"
         )
@@ -256,10 +290,14 @@ def index_split(root: str | Path, split: str, *, max_images: int = 0, verbose: b
     present = [i for i, n in enumerate(listed) if n in on_disk]
     missing = [n for n in listed if n not in on_disk]
     if missing and verbose:
-        print(
-            f"[xrutils.data] {root}: {len(missing)} of {len(listed)} images of split {split!r} are listed but "
-            f"not on disk (e.g. {', '.join(missing[:3])}); using the {len(present)} present",
-            file=sys.stderr,
+        _log.warning(
+            "%s: %d of %d images of split %r are listed but not on disk (e.g. %s); using the %d present",
+            root,
+            len(missing),
+            len(listed),
+            split,
+            ", ".join(missing[:3]),
+            len(present),
         )
     if not present:
         raise FileNotFoundError(
@@ -286,17 +324,27 @@ def index_split(root: str | Path, split: str, *, max_images: int = 0, verbose: b
 # decoding
 
 
+def stored_bits(arr: np.ndarray) -> int:
+    """The bit depth a 16-bit container's pixels were recorded at: the smallest of 8, 10, 12, 14 and 16 that holds
+    the largest value. X-ray detectors write 10-, 12- or 14-bit data into 16-bit PNGs; scaling 12-bit data as if it
+    spanned 0..65535 would turn the image almost black (mean 10.7 against 171.6 on a 12-bit chest)."""
+    top = float(arr.max()) if arr.size else 0.0
+    return next(bits for bits in (8, 10, 12, 14, 16) if top <= 2**bits - 1)
+
+
 def to_gray(img: Image.Image, *, source: str = "image") -> Image.Image:
     """Any PIL image -> mode "L". RGB/RGBA use PIL's luminance (exact for the release's R=G=B files, and what
-    torchvision's Grayscale does); 16-bit images are scaled linearly from 0..65535 to 0..255 (PIL's own
-    conversion would clip everything above 255 to white)."""
+    torchvision's Grayscale does); 16-bit images are scaled linearly from their recorded depth
+    (:func:`stored_bits`: 0..4095 for 12-bit data, 0..65535 for 16-bit) to 0..255 (PIL's own conversion would clip
+    everything above 255 to white)."""
     if img.mode == "L":
         return img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float64)
         if arr.min() < 0 or arr.max() > 65535:
             raise BadImageError(f"{source}: 32-bit integer pixels outside 0..65535 (mode {img.mode})")
-        return Image.fromarray(np.rint(arr / 257.0).astype(np.uint8), mode="L")
+        full = float(2 ** stored_bits(arr) - 1)
+        return Image.fromarray(np.rint(arr * (255.0 / full)).astype(np.uint8), mode="L")
     if img.mode in ("1", "P", "RGB", "RGBA", "LA", "RGBX", "CMYK", "YCbCr", "La", "PA"):
         return img.convert("L")
     raise BadImageError(

@@ -38,10 +38,12 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from xrutils.atomic import DIR_MODE
+from xrutils.atomic import DIR_MODE, remove_stale_tmp, tmp_prefix
+from xrutils.errors import DataError
 from xrutils.paths import data_home
 
 PHANTOM_VERSION = 1
+PHANTOM_INFO = "phantom.json"  # written into every phantom dataset: its version, n, seed, size, patients
 FINDINGS = ("Cardiomegaly", "Effusion", "Nodule", "Pneumothorax")
 CSV_HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
@@ -415,7 +417,7 @@ def make_phantom(
     format, and patient-disjoint ``train_val_list.txt`` / ``test_list.txt`` (about 80/20 of the patients).
     """
     if n <= 0 or size < 16:
-        raise ValueError(f"make_phantom needs n > 0 and size >= 16, got n={n}, size={size}")
+        raise DataError(f"make_phantom needs n > 0 and size >= 16, got n={n}, size={size}")
     out = Path(out_dir)
     if (out / "Data_Entry_2017.csv").exists():
         raise FileExistsError(f"{out}: already holds a dataset (Data_Entry_2017.csv); use an empty folder")
@@ -450,7 +452,7 @@ def make_phantom(
     )
     (out / "test_list.txt").write_text("".join(f"{nm}\n" for nm, t in zip(names, in_test, strict=True) if t))
     info = {"version": PHANTOM_VERSION, "n": n, "seed": seed, "size": size, "patients": len(patients)}
-    (out / "phantom.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / PHANTOM_INFO).write_text(json.dumps(info, indent=2) + "\n")
     lines = [CSV_HEADER] + [r[1] for r in rows]
     (out / "Data_Entry_2017.csv").write_text("\n".join(lines) + "\n")  # last: marks the dataset complete
     return out
@@ -479,18 +481,35 @@ def phantom_root(n: int, seed: int) -> Path:
     return data_home() / f"phantom_v{PHANTOM_VERSION}_n{n}_s{seed}"
 
 
+def _check_phantom(root: Path, n: int, seed: int) -> None:
+    """A dataset at ``root`` made with other settings than (n, seed) is refused, not used under their name."""
+    try:
+        info = json.loads((root / PHANTOM_INFO).read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # not a phantom (an NIH folder given to this function directly): nothing to compare
+    made = (info.get("n"), info.get("seed"))
+    if made != (n, seed):
+        raise DataError(
+            f"{root}: holds a phantom made with phantom_n={made[0]}, phantom_seed={made[1]} ({PHANTOM_INFO}), "
+            f"but data.phantom_n={n}, data.phantom_seed={seed} were asked for; leave data.root empty to get the "
+            f"dataset of these settings, or set them to the folder's"
+        )
+
+
 def ensure_phantom(root: str | Path, n: int, seed: int, size: int = 256) -> Path:
     """``root`` if it already holds a dataset, else generate one there atomically (temp folder, then rename)."""
     root = Path(root)
     if (root / "Data_Entry_2017.csv").exists():
+        _check_phantom(root, n, seed)
         return root
+    remove_stale_tmp(root.parent)  # the half-made datasets of killed processes
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(
             f"{root}: exists but holds no complete phantom dataset (no Data_Entry_2017.csv); "
             f"remove it to regenerate"
         )
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix(root.name), suffix=".tmp", dir=root.parent))
     os.chmod(tmp, DIR_MODE)  # mkdtemp makes it private; the dataset folder is as readable as any other
     try:
         make_phantom(tmp, n, seed, size)

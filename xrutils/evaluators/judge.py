@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrutils.data.ranges import GAN_RANGE, Range, convert, to_range
+from xrutils.errors import InputError
 from xrutils.evaluators.stats import bootstrap_sum_of_means, mean_replicates
 from xrutils.runs import RunDir
 
@@ -61,7 +62,7 @@ class Quirks:
             return cls()
         if protocol == "original":
             return cls(True, True, True, True)
-        raise ValueError(
+        raise InputError(
             f"protocol={protocol!r} is not allowed; expected 'corrected', 'original' or a Quirks"
         )
 
@@ -71,7 +72,7 @@ class Quirks:
         allowed = list(cls.__dataclass_fields__)
         for n in names:
             if n not in allowed:
-                raise ValueError(f"unknown quirk {n!r}; expected one of {allowed}")
+                raise InputError(f"unknown quirk {n!r}; expected one of {allowed}")
         return cls(**{n: True for n in names})
 
     @property
@@ -147,10 +148,10 @@ class Judge:
         run = RunDir(run_dir)
         cfg = run.read_config()
         if cfg.family != "gan":
-            raise ValueError(f"judge {run.path} is a {cfg.family!r} run; the judge must be a 'gan' run")
+            raise InputError(f"judge {run.path} is a {cfg.family!r} run; the judge must be a 'gan' run")
         epochs = run.checkpoint_epochs()
         if cfg.train.epochs not in epochs:
-            raise ValueError(
+            raise InputError(
                 f"judge {run.path} is not complete: its config trains {cfg.train.epochs} epochs but the "
                 f"checkpoints on disk are {epochs}; the judge is the final-epoch discriminator"
             )
@@ -165,7 +166,7 @@ class Judge:
 
     def check_size(self, image_size: int, what: str) -> None:
         if image_size != self.image_size:
-            raise ValueError(
+            raise InputError(
                 f"{what} has image size {image_size} but the judge {self.run_dir or '(given)'} judges "
                 f"{self.image_size}x{self.image_size} images; give a GAN judge trained at {image_size}"
             )

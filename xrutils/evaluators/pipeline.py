@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,12 +35,14 @@ import torch
 from xrutils.atomic import atomic_write_text
 from xrutils.config import DataConfig, EvalConfig, RunConfig
 from xrutils.data.ranges import Range
+from xrutils.errors import InputError
 from xrutils.evaluators import classifier as clf
 from xrutils.evaluators import features as feat
 from xrutils.evaluators import likelihood, memorisation, stats
 from xrutils.evaluators import metrics as met
 from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.samples import SampleCache
+from xrutils.log import get as _get_log
 from xrutils.runs import RunDir
 
 EVAL_PURPOSE = (
@@ -76,9 +77,12 @@ class _Run:
         return self.cfg.family
 
 
+_logger = _get_log("evaluate")
+
+
 def _log(progress: bool, msg: str) -> None:
     if progress:
-        print(f"[evaluate] {msg}", file=sys.stderr, flush=True)
+        _logger.info(msg)
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
@@ -97,9 +101,9 @@ def _run_names(dirs: Sequence[Path]) -> list[str]:
 def _load_runs(run_dirs: Sequence[str | Path], eval_cfg: EvalConfig, device: torch.device) -> list[_Run]:
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
-        raise ValueError("evaluate: no run folders given")
+        raise InputError("evaluate: no run folders given")
     if len({d.resolve() for d in dirs}) != len(dirs):
-        raise ValueError(f"evaluate: a run folder is given twice: {[str(d) for d in dirs]}")
+        raise InputError(f"evaluate: a run folder is given twice: {[str(d) for d in dirs]}")
     runs = []
     for name, d in zip(_run_names(dirs), dirs, strict=True):
         rd = RunDir(d)
@@ -151,7 +155,7 @@ class _Reals:
                     f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)"
                 )
             if images.shape[0] == 0:
-                raise ValueError(f"no real images in split {split!r} of data source {cfg.source!r}")
+                raise InputError(f"no real images in split {split!r} of data source {cfg.source!r}")
             self._memo[key] = images
         return self._memo[key]
 
@@ -172,7 +176,7 @@ def _reference_data(runs: list[_Run], judges: dict[int, Judge]) -> dict[int, Dat
             d.phantom_seed,
             d.chestmnist_path,
         ):
-            raise ValueError(
+            raise InputError(
                 f"run {run.name} was trained on data source={d.source!r} root={d.root!r} "
                 f"phantom_n={d.phantom_n}, but the reference real images at {run.size}x{run.size} "
                 f"come from source={r.source!r} root={r.root!r} phantom_n={r.phantom_n}; "
@@ -189,7 +193,7 @@ def _load_judges(judge: str | Path | Sequence[str | Path] | None, device: torch.
     for p in paths:
         j = Judge.from_run(p, device=device)
         if j.image_size in judges:
-            raise ValueError(
+            raise InputError(
                 f"two judges at image size {j.image_size}: {judges[j.image_size].run_dir} and {p}"
             )
         judges[j.image_size] = j
@@ -375,7 +379,7 @@ def _classifier_sizes(
         n_real = reals.get(ref[size], "test", ecfg.n_real).shape[0]
         k = sum(r.size == size for r in runs)
         if n_real < 3:
-            raise ValueError(
+            raise InputError(
                 f"only {n_real} held-out real images at {size}x{size}: too few for the classifier "
                 "judge (need >= 3 for train / validation / test); raise eval.n_real or pass "
                 "classifier=False"
@@ -624,6 +628,8 @@ def evaluate(
     image size); None skips the discriminator judge. ``protocol`` is "corrected", "original" or a :class:`Quirks`.
     ``fd_curve`` adds the feature-space FD and FD8 of every scored checkpoint; ``metrics`` the last epoch's full
     metrics. ``store`` merges each run's result into its ``metrics.json``."""
+    if out is not None and Path(out).is_dir():  # found now, not after the whole evaluation has run
+        raise InputError(f"out={str(out)!r} is a folder; expected the path of the JSON file to write")
     dev = _resolve_device(device)
     quirks = Quirks.from_protocol(protocol)
     first_cfg = RunDir(run_dirs[0]).read_config() if run_dirs else None
@@ -634,7 +640,7 @@ def evaluate(
     for run in runs:
         if judges and run.size not in judges:
             have = {s: j.run_dir for s, j in judges.items()}
-            raise ValueError(
+            raise InputError(
                 f"run {run.rd.path} has image size {run.size} but the judge(s) {have} have image "
                 f"size(s) {sorted(have)}; give a GAN judge trained at {run.size}"
             )
