@@ -25,8 +25,8 @@ import time
 import torch
 
 from xrutils import registry
-from xrutils.config import build_config
 from xrutils.data.ranges import to_range
+from xrutils.registry import build_config
 from xrutils.train import make_schedulers, make_step_context, resolve_device
 
 

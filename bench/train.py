@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from xrutils import registry
-from xrutils.config import build_config
 from xrutils.data.ranges import to_range
 from xrutils.models.dcgan import diversity_loss
+from xrutils.registry import build_config
 from xrutils.train import make_step_context
 
 

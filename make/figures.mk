@@ -2,7 +2,7 @@
 #
 # Model notebooks train runs into $(RUNDIR)/<family>__<preset>/ (papermill, one per params/$(PROFILE)/<run>.yaml);
 # study notebooks draw figures into $(FIGDIR)/ after the runs (and GAN judge runs) they need; FIGURES.md comes last.
-# The rules are generated from the study table (xrutils/studies.py) into $(FIGURES_STAMPDIR)/rules.mk, rewritten
+# The rules are generated from the study table (xrutils/studies/) into $(FIGURES_STAMPDIR)/rules.mk, rewritten
 # only when they change, and run by a sub-make, so `make -j` parallelises runs and studies.
 #
 # Incremental by file stamps written only on success: $(RUNDIR)/<run>/.complete and $(FIGDIR)/.stamps/<study>.done.

@@ -68,7 +68,7 @@ def test_describe_names_every_network_of_each_family(capsys, family):
     code, out, _ = run_cli(capsys, "describe", "--family", family, "--preset", "tiny", "--profile", "smoke")
     counts = json.loads(out)
     assert code == 0 and counts and all(isinstance(v, int) and v > 0 for v in counts.values())
-    from xrutils.config import build_config
+    from xrutils.registry import build_config
 
     model = registry.get(family).build(build_config(family, "tiny", "smoke"))
     assert counts == model.param_counts()

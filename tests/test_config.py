@@ -15,9 +15,9 @@ from xrutils.config import (
     DataConfig,
     RunConfig,
     TrainConfig,
-    build_config,
     parse_sets,
 )
+from xrutils.registry import build_config
 
 COMMON_KEYS = {
     "data.image_size": 32,
@@ -144,7 +144,7 @@ def test_profiles_scale_but_presets_keep_their_contrast() -> None:
         lrs = {p: build_config("gan", p, profile).train.lr for p in ("baseline", "lr1e-5", "lr1e-3")}
         k = (
             10 if profile == "demo" else 1
-        )  # the demo's every lr x 10 (models/layers.DEMO_LR_FACTOR) keeps the ratios
+        )  # the demo's every lr x 10 (profiles.DEMO_LR_FACTOR) keeps the ratios
         assert lrs == pytest.approx({"baseline": k * 1e-4, "lr1e-5": k * 1e-5, "lr1e-3": k * 1e-3}), profile
         sizes = [build_config("gan", p, profile).data.image_size for p in ("size32", "baseline", "size128")]
         assert sizes == [32, 64, 128]
@@ -152,3 +152,33 @@ def test_profiles_scale_but_presets_keep_their_contrast() -> None:
 
 def test_build_config_seed_argument() -> None:
     assert build_config("gan", "baseline", "smoke", seed=5).seed == 5
+
+
+def test_config_imports_no_higher_room():
+    """config sits below the registry and the families (issue 9): it imports neither, not even late."""
+    import ast
+    import inspect
+
+    import xrutils.config as config_module
+
+    imported = set()
+    for node in ast.walk(ast.parse(inspect.getsource(config_module))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+            imported.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert not {
+        m for m in imported if m.startswith(("xrutils.registry", "xrutils.models", "xrutils.studies"))
+    }
+    assert set(config_module.MODEL_SECTIONS) == {"gan", "vae", "pixelcnn", "ddpm"}
+
+
+def test_the_profile_table_covers_every_profile_and_family():
+    from xrutils import profiles
+
+    assert set(profiles.PROFILES) == set(PROFILE_NAMES) and profiles.PROFILES["thesis"] == {}
+    assert set(profiles.FAMILY_PROFILES) == set(registry.families())
+    for family in registry.families():  # the thesis profile is the thesis: no family scales it
+        cfg = build_config(family, "baseline", "thesis")
+        assert profiles.family_part("thesis", cfg) == {}

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from xrutils.config import DataConfig, EvalConfig, build_config
+from xrutils.config import DataConfig, EvalConfig
 from xrutils.data import load_images
 from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, convert, to_range
 from xrutils.evaluators import classifier as clf
@@ -23,6 +23,7 @@ from xrutils.evaluators import metrics as met
 from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.samples import SampleCache, sampler_spec
 from xrutils.models.dcgan import Discriminator
+from xrutils.registry import build_config
 from xrutils.runs import RunDir
 
 SIZE = 32

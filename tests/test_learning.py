@@ -88,7 +88,7 @@ def test_verdicts_follow_the_targets():
 def test_summary_of_a_trained_run_folder(tmp_path):
     """learning.json, overview.png and learning.png from a real (smoke) run folder: the FD8 of every grid, against
     the training-loop seconds spent so far."""
-    from xrutils.config import build_config
+    from xrutils.registry import build_config
     from xrutils.train import train
 
     cfg = build_config("vae", "baseline", "smoke", {"train.epochs": 3, "train.sample_every": 1})
@@ -112,8 +112,8 @@ def test_summary_of_a_trained_run_folder(tmp_path):
 def test_figure_labels_say_what_a_scaled_run_really_trained_with():
     """A legend names the thesis's run ("GAN baseline (h 64, lr 1e-4)"); the label next to it must say the demo
     trained it at h 16 and lr 1e-3, and say nothing extra for a thesis-profile run."""
-    from xrutils.config import build_config
     from xrutils.plotting import trained_label
+    from xrutils.registry import build_config
 
     assert trained_label(build_config("gan", "baseline", "demo")) == "64², demo lr 0.001, h 16"
     assert trained_label(build_config("vae", "size32", "demo")) == "16², demo lr 0.001"  # widths kept

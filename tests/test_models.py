@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from xrutils import build_config, registry
+from xrutils import build_config, profiles, registry
 from xrutils.config import ConfigError, RunConfig
-from xrutils.models import dcgan, layers, pixelcnn, vae
+from xrutils.models import dcgan, pixelcnn, vae
 from xrutils.models.base import GenerativeModel, StepContext
 
 FAMILIES = ["gan", "vae", "pixelcnn", "ddpm"]
@@ -254,9 +254,9 @@ def test_demo_profile_keeps_each_study_contrast() -> None:
     # every family's demo lr is its thesis lr x 10, printed without float noise (1e-4 * 10 -> 0.001)
     for family in FAMILIES:
         for preset in registry.get(family).presets:
-            assert demo(family, preset).train.lr == layers.scaled_lr(build_config(family, preset).train.lr)
+            assert demo(family, preset).train.lr == profiles.scaled_lr(build_config(family, preset).train.lr)
     assert [demo("gan", p).train.lr for p in ("lr1e-5", "baseline", "lr1e-3")] == [1e-4, 1e-3, 1e-2]
-    assert layers.scaled_lr(3e-5) == 3e-4 and layers.scaled_lr(1e-6, 2) == 2e-6
+    assert profiles.scaled_lr(3e-5) == 3e-4 and profiles.scaled_lr(1e-6, 2) == 2e-6
     assert (
         demo("pixelcnn", "asrun").model.arch == "plain"
         and demo("pixelcnn", "baseline").model.arch == "residual"

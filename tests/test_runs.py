@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from xrutils.atomic import atomic_path, atomic_write_text
-from xrutils.config import build_config
+from xrutils.registry import build_config
 from xrutils.runs import RunDir
 
 

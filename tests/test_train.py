@@ -16,8 +16,9 @@ from PIL import Image
 
 from xrutils import registry
 from xrutils.checkpoints import load_model
-from xrutils.config import ConfigError, RunConfig, build_config
+from xrutils.config import ConfigError, RunConfig
 from xrutils.data import batches, load_images
+from xrutils.registry import build_config
 from xrutils.runs import RunDir
 from xrutils.train import (
     _restore,

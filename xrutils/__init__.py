@@ -8,8 +8,8 @@ layout), ``plotting`` (one function per thesis figure), ``cli`` (the command lin
 import logging as _logging
 
 from xrutils import log as _log
-from xrutils.config import ConfigError, RunConfig, build_config
-from xrutils.registry import families
+from xrutils.config import ConfigError, RunConfig
+from xrutils.registry import build_config, families
 
 if not _logging.getLogger(
     "xrutils"

@@ -5,16 +5,20 @@ it, the seed, and four sections (data, model, train, eval). Every section is a f
 ``__post_init__``; the model section is the family's own dataclass (``GANConfig``, ``VAEConfig``, ...), declared
 next to its network in ``xrutils/models``.
 
-Building a config (:func:`build_config`) applies, in order:
+Building a config (:func:`xrutils.registry.build_config`, which knows the families) applies, in order:
 
 1. the family's defaults (its model dataclass and its ``defaults`` overrides),
 2. the preset's dotted overrides (thesis values; ``asrun`` presets reproduce the original code),
-3. the profile (``thesis`` = as given, ``demo`` = CPU-sized, ``smoke`` = a few steps), generic part from
-   :data:`PROFILES` plus the family's own ``profile_overrides``,
+3. the profile (``thesis`` = as given, ``demo`` = CPU-sized, ``smoke`` = a few steps): the one profile table,
+   :mod:`xrutils.profiles` (a generic part, then each family's own),
 4. the user's dotted overrides, last, literally.
 
 Overrides are ``{"train.lr": 1e-5, "model.hidden": 128, "seed": 3}``; unknown keys and wrong types raise
 :class:`ConfigError` naming the key and what is allowed. Nothing below the config reads the profile name.
+
+This module imports no family: the registry tells it each family's model section (:func:`register_model_section`)
+when it registers the family, and ``import xrutils`` imports the registry, so the sections are known before any
+config is read.
 """
 
 from __future__ import annotations
@@ -163,6 +167,22 @@ class ModelConfig:
         _check_positive("model", "hidden", self.hidden)
 
 
+MODEL_SECTIONS: dict[
+    str, type
+] = {}  # family name -> its model dataclass, filled by xrutils.registry.register
+
+
+def register_model_section(family: str, section: type) -> None:
+    MODEL_SECTIONS[family] = section
+
+
+def model_section(family: str) -> type:
+    """The model dataclass of ``family``; an unknown name raises :class:`ConfigError` listing the known ones."""
+    if family not in MODEL_SECTIONS:
+        raise ConfigError(f"unknown family {family!r}; expected one of {list(MODEL_SECTIONS)}")
+    return MODEL_SECTIONS[family]
+
+
 @dataclass(frozen=True)
 class RunConfig:
     family: str
@@ -176,13 +196,10 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         validate_literals(self, "run")
-        from xrutils import registry  # late import: the registry imports the model files, which import us
-
-        fam = registry.get(self.family)
-        if not isinstance(self.model, fam.config_cls):
+        section = model_section(self.family)
+        if not isinstance(self.model, section):
             raise ConfigError(
-                f"model section is a {type(self.model).__name__}; family {self.family!r} needs "
-                f"{fam.config_cls.__name__}"
+                f"model section is a {type(self.model).__name__}; family {self.family!r} needs {section.__name__}"
             )
 
     # -- serialisation -------------------------------------------------------------------------------------------
@@ -194,12 +211,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        from xrutils import registry
-
         if "family" not in d:
             raise ConfigError("config has no 'family' key")
-        fam = registry.get(d["family"])
-        sections = {"data": DataConfig, "model": fam.config_cls, "train": TrainConfig, "eval": EvalConfig}
+        sections = {
+            "data": DataConfig,
+            "model": model_section(d["family"]),
+            "train": TrainConfig,
+            "eval": EvalConfig,
+        }
         kwargs: dict[str, Any] = {}
         for key, value in d.items():
             if key in sections:
@@ -351,73 +370,3 @@ def apply_overrides(cfg: RunConfig, overrides: dict[str, Any]) -> RunConfig:
 # profiles
 
 PROFILE_NAMES = ("smoke", "demo", "thesis")
-
-# The generic part of each profile (dotted overrides); each family adds its own (widths, sampling steps) through
-# ``Family.profile_overrides``. ``thesis`` is the full setting: no change.
-PROFILES: dict[str, dict[str, Any]] = {
-    "thesis": {},
-    "demo": {
-        "data.phantom_n": 600,
-        "data.max_images": 512,
-        "train.epochs": 6,
-        "train.batch_size": 32,
-        "train.n_grid": 64,  # an 8 x 8 grid: a layout no other tile size fits, so grid readers never misread it
-        "eval.n_fake": 128,
-        "eval.n_real": 128,
-        "eval.batch_size": 64,
-        "eval.n_boot": 200,
-        "eval.sampler_steps": 10,  # DDIM steps of the demo DDPMs (models/ddpm.py: 10 beat 20 and 50 there)
-        "eval.classifier_epochs": 3,
-        "eval.n_metric": 128,
-    },
-    "smoke": {
-        "data.phantom_n": 48,
-        "data.max_images": 32,
-        "train.epochs": 2,
-        "train.batch_size": 8,
-        "train.steps_per_epoch": 2,
-        "train.n_grid": 4,
-        "eval.n_fake": 8,
-        "eval.n_real": 8,
-        "eval.batch_size": 8,
-        "eval.n_boot": 20,
-        "eval.sampler_steps": 2,
-        "eval.classifier_epochs": 1,
-        "eval.n_metric": 8,
-    },
-}
-
-
-def build_config(
-    family: str,
-    preset: str = "baseline",
-    profile: str = "thesis",
-    overrides: dict[str, Any] | None = None,
-    seed: int | None = None,
-) -> RunConfig:
-    """Build the config of one run: family defaults -> preset -> profile -> user overrides (see module doc)."""
-    from xrutils import registry
-
-    if overrides is not None and not isinstance(overrides, dict):
-        raise ConfigError(
-            f"overrides={overrides!r} is a {type(overrides).__name__}; expected a dict of dotted keys, e.g. "
-            f"{{'train.lr': 1e-5}}"
-        )
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ConfigError(f"seed={seed!r} is invalid; expected a non-negative integer")
-    fam = registry.get(family)
-    if preset not in fam.presets:
-        raise ConfigError(
-            f"unknown preset {preset!r} for family {family!r}; expected one of {sorted(fam.presets)}"
-        )
-    if profile not in PROFILE_NAMES:
-        raise ConfigError(f"unknown profile {profile!r}; expected one of {list(PROFILE_NAMES)}")
-    cfg = RunConfig(family=family, preset=preset, profile=profile, model=fam.config_cls())
-    cfg = apply_overrides(cfg, fam.defaults)
-    cfg = apply_overrides(cfg, fam.presets[preset])
-    cfg = apply_overrides(cfg, PROFILES[profile])
-    cfg = apply_overrides(cfg, fam.profile_overrides(profile, cfg))
-    cfg = apply_overrides(cfg, overrides or {})
-    if seed is not None:
-        cfg = replace(cfg, seed=seed)
-    return cfg

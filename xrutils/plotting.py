@@ -70,7 +70,7 @@ def trained_label(cfg: RunConfig) -> str:
     them from the thesis's run of the same preset ('64², demo lr 0.001, h 16'), and its lr schedule and the
     PixelCNN's position channels where those differ: a legend names the thesis's run, this says what the picture
     is of."""
-    from xrutils.config import build_config
+    from xrutils.registry import build_config
 
     out = size_label(cfg)
     if cfg.profile == "thesis":

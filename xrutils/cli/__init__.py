@@ -12,14 +12,12 @@ how much the library reports on stderr (:mod:`xrutils.log`; WARNING keeps only w
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from xrutils import log
 from xrutils.errors import InputError, is_disk_full
 from xrutils.log import LOG_LEVELS
 
-COMMAND_MODULES = ("xrutils.cli.data", "xrutils.cli.train", "xrutils.cli.evaluate")
 # OSErrors that mean "you named the wrong path", which the messages of the library and the OS both name
 _PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
@@ -28,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m xrutils", description=__doc__.splitlines()[0])
     _common_args(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).add_commands(sub)
+    from xrutils.cli import data, evaluate, train  # each room adds its subcommands
+
+    for room in (data, train, evaluate):
+        room.add_commands(sub)
     for p in _all_subparsers(parser):  # the common flags are accepted after the command too
         _common_args(p, argparse.SUPPRESS)
     return parser

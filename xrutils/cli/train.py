@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from xrutils import registry
-from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, build_config, parse_sets
+from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, parse_sets
+from xrutils.registry import build_config
 from xrutils.seeding import make_generator
 
 

@@ -31,8 +31,6 @@ from xrutils.models.layers import (
     check_positive,
     private_generator,
     randn,
-    scaled,
-    scaled_lr,
     seeded_init,
 )
 
@@ -213,33 +211,6 @@ def build(cfg: RunConfig) -> GAN:
         return GAN(cfg.model, cfg.data.image_size)
 
 
-def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
-    # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"):
-    # * widths / 4 (baseline 16, h 128 -> 32), at least 12: at h 8 the discriminator wins within 300 steps and G
-    #   never learns (seeds 0 and 1); h 12 learns, more slowly than h 16;
-    # * no diversity loss: at this width the unbounded term (pairwise distances of tens) dominates G's loss and the
-    #   samples turn into high-frequency noise; the preset "faithful" keeps the thesis's 0.5 to show it (Fig. S2);
-    # * every learning rate x 10, as for the other families (the lr study keeps its ratios): at the thesis's 1e-4
-    #   the baseline needs 40 epochs before its FD8 falls below 1.0 (3.1 at epoch 30), at 1e-3 it is at 0.35 by
-    #   epoch 25 (h 16 and h 32);
-    # * 25 epochs of 15 batches (375 steps), a grid every 5 epochs and a judged checkpoint every 10 (and the first
-    #   and last); the 128x128 run trains 10 epochs (each of its steps costs 4x).
-    if profile == "demo":
-        out: dict[str, Any] = {
-            "model.hidden": scaled(cfg.model.hidden, 4, 12),
-            "train.lr": scaled_lr(cfg.train.lr),
-            "train.epochs": 10 if cfg.data.image_size >= 128 else 25,
-            "train.sample_every": 5,
-            "train.checkpoint_every": 10,
-        }
-        if cfg.preset != "faithful":
-            out["model.diversity_weight"] = 0.0
-        return out
-    if profile == "smoke":
-        return {"model.hidden": 2}
-    return {}
-
-
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},
     # the baseline as the thesis ran it, diversity loss included; the same config as "baseline" in the thesis
@@ -265,6 +236,5 @@ FAMILY = Family(
     build=build,
     presets=PRESETS,
     defaults={"data.image_size": 64, "train.lr": 1e-4, "train.epochs": 50, "train.batch_size": 128},
-    profile_overrides=profile_overrides,
     description="DCGAN (G and D) with the thesis's diversity loss; [-1, 1] images",
 )

@@ -35,7 +35,6 @@ from xrutils.models.layers import (
     private_generator,
     randint,
     randn,
-    scaled_lr,
     seeded_init,
 )
 
@@ -231,43 +230,6 @@ def build(cfg: RunConfig) -> DDPM:
         return DDPM(cfg.model, cfg.data.image_size)
 
 
-def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
-    # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"): base width 8 (width 4 is no
-    # faster on a CPU: the small ops dominate; width 16 is 6x slower), one resnet per block, GroupNorm 8, every lr
-    # x 10 (at 1e-3 the 32x32 UNet reaches FD8 0.7 and the 64x64 one 1.2 in 600 steps), 12 epochs (180 steps
-    # instead of 33,800: a 64x64 step costs 0.8 s on one core, the build's largest item), warm-up 30 steps,
-    # DDIM with 10 steps for the grids and the evaluation (on 300-step checkpoints FD8 1.53 / 0.97 / 0.90 with 10
-    # steps, 2.07 / 0.94 / 1.24 with 20; 50 steps were worse still), a grid and a judged checkpoint every 6 epochs
-    # (and the first). Image sizes and level layouts are kept. A larger lr factor diverges: on one core, 180
-    # steps at 64x64, FD8 1.96 at 1e-3 (x 10), 1.15 at 3e-3, 0.99 at 5e-3, and the loss stuck at 1.0 (FD8 3.6) at
-    # 1.5e-2 and 2.5e-2, which the lr5e-4 run would train at with a factor of 30 or 50; batch 16 for 360 steps
-    # gives 1.38 at 1e-3 and 0.84 at 5e-3 but costs 30 % more time.
-    if profile == "demo":
-        return {
-            "model.hidden": 8,
-            "model.norm_groups": 8,
-            "model.layers_per_block": 1,
-            "model.sampler": "ddim",
-            "model.sampler_steps": 10,
-            "train.warmup_steps": 30,
-            "train.lr": scaled_lr(cfg.train.lr),
-            "train.epochs": 12,
-            "train.sample_every": 6,
-            "train.checkpoint_every": 6,
-        }
-    if profile == "smoke":
-        return {
-            "model.hidden": 2,
-            "model.norm_groups": 4,
-            "model.layers_per_block": 1,
-            "model.attention_head_dim": 4,
-            "model.sampler": "ddim",
-            "model.sampler_steps": 2,
-            "train.warmup_steps": 1,
-        }
-    return {}
-
-
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # 64x64, six levels (128, 128, 256, 256, 512, 512), lr 1e-4, 50 epochs
     "lr5e-4": {"train.lr": 5e-4},
@@ -307,6 +269,5 @@ FAMILY = Family(
         "train.grad_clip": 1.0,
         "train.precision": "fp16",
     },
-    profile_overrides=profile_overrides,
     description="DDPM: diffusers UNet2DModel + DDPMScheduler (1000 linear steps); DDIM as a fast sampler; [-1, 1]",
 )

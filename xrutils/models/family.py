@@ -1,4 +1,5 @@
-"""What a model family hands the rest of the package: its config class, builder, presets and profile scaling.
+"""What a model family hands the rest of the package: its config class, builder and presets (how each profile
+scales it is in :mod:`xrutils.profiles`).
 
 Each family module in this folder defines ``FAMILY = Family(...)``; :mod:`xrutils.registry` imports the four
 modules and registers them. This module imports nothing of the package at run time, so the family modules can
@@ -25,6 +26,4 @@ class Family:
         str, dict[str, Any]
     ]  # preset name -> dotted overrides (thesis values); must hold baseline, tiny
     defaults: dict[str, Any] = field(default_factory=dict)  # dotted overrides applied before any preset
-    # profile name -> dotted overrides computed from the thesis-scale config (e.g. demo widths)
-    profile_overrides: Callable[[str, RunConfig], dict[str, Any]] = lambda profile, cfg: {}
     description: str = ""

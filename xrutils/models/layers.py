@@ -58,19 +58,3 @@ def check_image_size(family: str, size: int, allowed: tuple[int, ...]) -> None:
 def check_positive(name: str, value: float, *, zero_ok: bool = False) -> None:
     """Raise a ConfigError naming ``model.<name>`` unless value > 0 (or >= 0 with ``zero_ok``)."""
     _check_positive("model", name, value, zero_ok=zero_ok)
-
-
-def scaled(hidden: int, divisor: int, minimum: int) -> int:
-    """``hidden // divisor`` but at least ``minimum``: profile width scaling that keeps a study's ratios."""
-    return max(minimum, hidden // divisor)
-
-
-DEMO_LR_FACTOR = (
-    10  # the demo trains 1/100 to 1/50 of the thesis's steps, so every family's lr is 10x its own
-)
-
-
-def scaled_lr(lr: float, factor: float = DEMO_LR_FACTOR) -> float:
-    """``lr * factor`` rounded to 3 significant digits (1e-4 * 10 -> 0.001, not 0.0010000000000000002), so a
-    study's learning rates keep their ratios and print as the thesis's do."""
-    return float(f"{lr * factor:.3g}")

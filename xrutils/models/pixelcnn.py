@@ -44,7 +44,7 @@ from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import UNIT_RANGE
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
 from xrutils.models.family import Family
-from xrutils.models.layers import check_image_size, check_positive, private_generator, scaled_lr, seeded_init
+from xrutils.models.layers import check_image_size, check_positive, private_generator, seeded_init
 
 SIZES = (16, 28, 32, 64, 128, 256)
 LEVELS = 256
@@ -459,37 +459,6 @@ def build(cfg: RunConfig) -> PixelCNN:
         return PixelCNN(cfg.model, cfg.data.image_size)
 
 
-def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
-    # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"): every image size halved
-    # (64 -> 32, 32 -> 16, 128 -> 64), 6 residual masked layers of 32 channels with kernel 5 (a reach of 12 pixels:
-    # the 3-layer kernel-3 net could not see past 3 pixels, so no anatomy), the position channels (model.coords:
-    # without them the 32x32 samples lose the chest's layout; after 600 steps FD8 2.78 without and 1.00 with them
-    # under the cosine decay, 2.36 and 1.81 at a constant 1e-3), every lr x 10 with a cosine decay to 0 (at a
-    # constant 1e-3 the grids swing from grid to grid and drift to white, FD8 2.5 after 1,200 steps; with the
-    # decay 1.17 after 450 steps and 1.00 after 600; in the build of 06f9415, 600 steps gave FD8 1.22 but the
-    # build took 35 min), 30 epochs (450 steps, what the 30-minute limit leaves; the 64x64 run 1 epoch: each of its
-    # steps costs 4x, and 30 steps learned nothing, FD8 3.36 -> 3.16), a grid every 15 epochs, judged checkpoints
-    # at the first and last epoch (the cached sampler draws 128 images in 1.5 s at 32x32 and 5 s at 64x64).
-    if profile == "demo":
-        size = max(16, cfg.data.image_size // 2)  # 16 px is the smallest size every evaluator takes
-        return {
-            "data.image_size": size,
-            "model.layers": 6,
-            "model.hidden": 32,
-            "model.bottleneck": 0,
-            "model.kernel": 5,
-            "model.coords": True,
-            "train.lr": scaled_lr(cfg.train.lr),
-            "train.lr_schedule": "cosine",
-            "train.epochs": 1 if size >= 64 else 30,
-            "train.sample_every": 15,
-            "train.checkpoint_every": 30,
-        }
-    if profile == "smoke":
-        return {"model.layers": 2, "model.hidden": 4, "model.bottleneck": 0, "model.kernel": 3}
-    return {}
-
-
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # thesis: residual 10 x 400, kernel 7, 64x64, lr 1e-4, 25 epochs
     "lr5e-4": {"train.lr": 5e-4},
@@ -535,6 +504,5 @@ FAMILY = Family(
         "train.epochs": 25,
         "train.batch_size": 128,
     },
-    profile_overrides=profile_overrides,
     description="PixelCNN with masked convolutions and a 256-way softmax; [0, 1] images",
 )

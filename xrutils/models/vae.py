@@ -35,7 +35,6 @@ from xrutils.models.layers import (
     check_positive,
     private_generator,
     randn,
-    scaled_lr,
     seeded_init,
 )
 
@@ -209,27 +208,6 @@ def build(cfg: RunConfig) -> VAE:
         return VAE(cfg.model, cfg.data.image_size)
 
 
-def profile_overrides(profile: str, cfg: RunConfig) -> dict[str, Any]:
-    # demo (measured on the phantom, 2 CPU cores; docs/DISCREPANCIES.md "Profiles"):
-    # * every image size halved (128 -> 64, 64 -> 32, 32 -> 16), the thesis widths kept: at 128² a width-100 VAE
-    #   stalls at FD8 1.6 after 3,000 steps and h 400 costs 100 s a run, while at 64² h 400 reaches FD8 0.6;
-    # * every learning rate x 10 (the lr study keeps its ratios): the demo trains 750 steps, 1/45 of the thesis's
-    #   33,800; at the thesis's 1e-6 a 750-step VAE does not move (FD8 3.72 -> 3.63), at 1e-5 it does (3.2 -> 1.2);
-    # * 25 epochs of 15 batches (375 steps; the baseline's FD8 is 0.8 after one epoch and 0.7-0.8 from then on), a
-    #   grid every 5 epochs, a judged checkpoint every 10 (and the first and last).
-    if profile == "demo":
-        return {
-            "data.image_size": max(16, cfg.data.image_size // 2),
-            "train.lr": scaled_lr(cfg.train.lr),
-            "train.epochs": 25,
-            "train.checkpoint_every": 10,
-            "train.sample_every": 5,
-        }
-    if profile == "smoke":
-        return {"model.hidden": 8, "model.latent": 4}
-    return {}
-
-
 PRESETS: dict[str, dict[str, Any]] = {
     "baseline": {},  # thesis: 128x128, h 400, lr 1e-4
     "lr1e-5": {"train.lr": 1e-5},
@@ -252,6 +230,5 @@ FAMILY = Family(
     build=build,
     presets=PRESETS,
     defaults={"data.image_size": 128, "train.lr": 1e-4, "train.epochs": 50, "train.batch_size": 128},
-    profile_overrides=profile_overrides,
     description="fully-connected VAE, latent 200, summed BCE + KL; [0, 1] images",
 )

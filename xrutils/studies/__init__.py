@@ -1,0 +1,154 @@
+"""The studies: which runs each thesis study needs, who judges them, which figures it draws, and the build
+support behind ``make figures``. One room of four modules, one job each:
+
+* :mod:`~xrutils.studies.table`: the study and figure tables as data;
+* :mod:`~xrutils.studies.params`: params files, the notebooks' parameter check, run configs and the judge resolver;
+* :mod:`~xrutils.studies.context`: a study notebook's context and the summaries it writes;
+* :mod:`~xrutils.studies.build`: run fingerprints, run-folder states and the generated make rules.
+
+Everything is importable from here (``studies.STUDIES``, ``studies.open_study``...).
+
+One place answers "what does Figure N need?" for the Makefile generator, the notebooks and the tests:
+
+* :data:`STUDIES`: study name -> :class:`Study` (thesis section and question, runs, curve runs, figures, what the
+  thesis concluded). The notebook of a study is ``notebooks/<study>.ipynb``.
+* :data:`FIGURES`: thesis figure number (1-37) -> :class:`FigureSpec` (study, file name, thesis caption, runs).
+* :func:`resolve_judges`: the judge of a run at image size S is the final-epoch discriminator of the GAN run at S
+  (DESIGN.md); resolved from the image sizes the configs (or run folders) hold, so a profile that changes image
+  sizes cannot pick the wrong judge. :func:`judge_runs_for` and :meth:`StudyContext.judges` both call it.
+* :class:`StudyContext` (:func:`open_study`): what a study notebook holds: its parameters, run folders, the
+  evaluation across judge sizes, and the generated summary next to the thesis's claim.
+
+Command line (used by ``make/figures.mk``)::
+
+    python -m xrutils.studies params [--profile P] [--force]      write params/<profile>/*.yaml
+    python -m xrutils.studies makefile --profile P --out FILE [--nih-root DIR] [--stamp-dir DIR]
+    python -m xrutils.studies prepare-run --params YAML --run-dir DIR [--nih-root DIR]
+"""
+
+from __future__ import annotations
+
+from xrutils.studies.build import (  # noqa: F401
+    FAMILY_MODULE,
+    STAMP,
+    RunStatus,
+    _legacy_fingerprint,
+    code_stamps,
+    main,
+    makefile_text,
+    plan_runs,
+    prepare_run,
+    run_fingerprint,
+    run_status,
+    stale_destination,
+    training_sources,
+    write_code_stamps,
+)
+from xrutils.studies.context import (  # noqa: F401
+    StudyContext,
+    classifier_summary,
+    describe_data,
+    judge_summary,
+    label_source,
+    metrics_summary,
+    open_study,
+    ranking_summary,
+    short_source,
+)
+from xrutils.studies.params import (  # noqa: F401
+    JudgeNotFoundError,
+    all_runs,
+    check_parameters,
+    data_overrides,
+    image_size_of,
+    judge_runs_for,
+    params_dir,
+    params_notebook,
+    read_params,
+    resolve_judges,
+    resolve_path,
+    run_config,
+    run_params,
+    study_params,
+    write_params,
+)
+from xrutils.studies.table import (  # noqa: F401
+    DATA_NOTEBOOKS,
+    EXPECTED_FAILURES,
+    FIGURES,
+    GAN_JUDGE_PRESETS,
+    LABELS,
+    MODEL_NOTEBOOKS,
+    SCALED_ONLY_RUNS,
+    STUDIES,
+    STUDY_NOTEBOOKS,
+    SUPPLEMENTARY,
+    TOOL_NOTEBOOKS,
+    FigureSpec,
+    Study,
+    figure_study,
+    label,
+    run_name,
+    split_run_name,
+    study_runs,
+    supplementary_stem,
+)
+
+__all__ = [
+    "DATA_NOTEBOOKS",
+    "EXPECTED_FAILURES",
+    "FAMILY_MODULE",
+    "FIGURES",
+    "FigureSpec",
+    "GAN_JUDGE_PRESETS",
+    "JudgeNotFoundError",
+    "LABELS",
+    "MODEL_NOTEBOOKS",
+    "RunStatus",
+    "SCALED_ONLY_RUNS",
+    "STAMP",
+    "STUDIES",
+    "STUDY_NOTEBOOKS",
+    "SUPPLEMENTARY",
+    "Study",
+    "StudyContext",
+    "TOOL_NOTEBOOKS",
+    "all_runs",
+    "check_parameters",
+    "classifier_summary",
+    "code_stamps",
+    "data_overrides",
+    "describe_data",
+    "figure_study",
+    "image_size_of",
+    "judge_runs_for",
+    "judge_summary",
+    "label",
+    "label_source",
+    "main",
+    "makefile_text",
+    "metrics_summary",
+    "open_study",
+    "params_dir",
+    "params_notebook",
+    "plan_runs",
+    "prepare_run",
+    "ranking_summary",
+    "read_params",
+    "resolve_judges",
+    "resolve_path",
+    "run_config",
+    "run_fingerprint",
+    "run_name",
+    "run_params",
+    "run_status",
+    "short_source",
+    "split_run_name",
+    "stale_destination",
+    "study_params",
+    "study_runs",
+    "supplementary_stem",
+    "training_sources",
+    "write_code_stamps",
+    "write_params",
+]

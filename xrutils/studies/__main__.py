@@ -1,0 +1,7 @@
+"""``python -m xrutils.studies ...``: the build's command line (:func:`xrutils.studies.build.main`)."""
+
+import sys
+
+from xrutils.studies.build import main
+
+sys.exit(main())

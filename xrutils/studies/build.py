@@ -1,0 +1,375 @@
+"""The build's support: run fingerprints, the state of each run folder (:func:`run_status`, :func:`prepare_run`,
+which never deletes a finished run), and the generated make rules, with the command line ``make`` calls
+(``python -m xrutils.studies ...``)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xrutils import fingerprint
+from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig
+from xrutils.log import get as _get_log
+from xrutils.runs import RunDir
+from xrutils.studies.params import _repo, all_runs, judge_runs_for, read_params, run_config, write_params
+from xrutils.studies.table import MODEL_NOTEBOOKS, STUDIES, split_run_name, study_runs
+
+# ----------------------------------------------------------------------------------------------------------------
+# make support: staleness of run folders, and the generated rules
+
+
+FAMILY_MODULE = {"gan": "dcgan", "vae": "vae", "pixelcnn": "pixelcnn", "ddpm": "ddpm"}
+
+
+def training_sources(family: str, root: Path | None = None) -> list[str]:
+    """Package files whose change makes a run of ``family`` stale (relative to the repo root).
+
+    The config code is left out on purpose: its effect is captured by the resolved config in the fingerprint, and
+    a docstring edit there should not retrain every model.
+    """
+    root = root or _repo()
+    other = {f"{m}.py" for f, m in FAMILY_MODULE.items() if f != family}
+    files = [p for p in (root / "xrutils" / "models").glob("*.py") if p.name not in other]
+    files += list((root / "xrutils" / "data").glob("*.py"))
+    loop = ("train.py", "runs.py", "checkpoints.py", "atomic.py", "seeding.py", "distributed.py")
+    files += [root / "xrutils" / n for n in loop]
+    return sorted(str(p.relative_to(root)) for p in files if p.exists())
+
+
+def _legacy_fingerprint(cfg: RunConfig, family: str, root: Path) -> str:
+    """The stamp format before code fingerprints (config JSON plus the raw bytes of the training sources); read
+    only to adopt runs stamped that way without retraining them."""
+    h = hashlib.sha256(cfg.to_json().encode())
+    for rel in training_sources(family, root):
+        h.update(rel.encode())
+        h.update((root / rel).read_bytes())
+    return h.hexdigest()
+
+
+def run_fingerprint(cfg: RunConfig, family: str, root: Path | None = None) -> dict[str, Any]:
+    """What a run depends on: the sha256 of its resolved config, and the meaning of each training source
+    (``xrutils.fingerprint``: docstrings, comments and layout do not count). ``["fingerprint"]`` combines both."""
+    root = root or _repo()
+    code = fingerprint.files_fingerprint(root, training_sources(family, root))
+    config = hashlib.sha256(cfg.to_json().encode()).hexdigest()
+    return {"fingerprint": fingerprint.combine({"config": config, **code}), "config": config, "code": code}
+
+
+STAMP = ".fingerprint"  # in each run folder: run_fingerprint() of the config and code it was trained with
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run folder stands against its params file: ``state`` is "new" (nothing trained), "complete"
+    (finished, current), "resume" (current, half-trained) or "stale" (trained with another config or training
+    code); ``reasons`` say what changed."""
+
+    run: str
+    state: str
+    reasons: tuple[str, ...] = ()
+
+    def line(self) -> str:
+        what = {"new": "train", "resume": "resume", "stale": "retrain", "complete": "keep"}[self.state]
+        return f"{what:8s}{self.run}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
+
+
+def _run_config_of(params_path: str | Path, nih_root: str) -> tuple[dict[str, Any], RunConfig]:
+    p = read_params(params_path)
+    return p, run_config(
+        p["family"],
+        p["preset"],
+        p.get("profile", "thesis"),
+        p.get("overrides") or {},
+        p.get("seed", 0),
+        nih_root,
+    )
+
+
+def run_status(
+    params_path: str | Path, run_dir: str | Path, nih_root: str = "", root: Path | None = None
+) -> tuple[RunStatus, dict[str, Any]]:
+    """The run's :class:`RunStatus` and its current fingerprint; reads only, changes nothing."""
+    root = root or _repo()
+    p, cfg = _run_config_of(params_path, nih_root)
+    fp = run_fingerprint(cfg, p["family"], root)
+    run_dir = Path(run_dir)
+    if not RunDir(run_dir).has_content():
+        return RunStatus(run_dir.name, "new"), fp
+    done = "complete" if (run_dir / ".complete").exists() else "resume"
+    stamp = run_dir / STAMP
+    old = stamp.read_text().strip() if stamp.exists() else ""
+    reasons: list[str] = []
+    saved_cfg = run_dir / "config.json"
+    if saved_cfg.exists():
+        from xrutils.train import config_differences
+
+        try:
+            saved = json.loads(saved_cfg.read_text())
+        except ValueError as e:
+            raise ConfigError(
+                f"{saved_cfg}: not valid JSON ({e}); move the run folder away or repair it"
+            ) from e
+        reasons += [f"config {d}" for d in config_differences(cfg, saved)]
+    if old.startswith("{"):
+        try:
+            old_fp = json.loads(old)
+        except ValueError:
+            old_fp = {}
+        if old_fp.get("fingerprint") == fp["fingerprint"]:
+            return RunStatus(run_dir.name, done), fp
+        old_code = old_fp.get("code", {})
+        reasons += [
+            f"training code {rel} changed"
+            for rel in sorted(set(old_code) | set(fp["code"]))
+            if old_code.get(rel) != fp["code"].get(rel)
+        ]
+        if not reasons:
+            reasons.append("config changed")
+    elif old:  # a stamp of the byte-hash format: current when the files are byte-identical to then
+        if old == _legacy_fingerprint(cfg, p["family"], root):
+            return RunStatus(run_dir.name, done), fp
+        reasons = reasons or ["config or training code changed (stamp of the older format names no files)"]
+    elif saved_cfg.exists():  # trained outside make: adopt it when it is the same config
+        if not reasons:
+            return RunStatus(run_dir.name, done), fp
+    else:
+        reasons.append(f"no {STAMP} and no config.json: cannot tell what it was trained with")
+    return RunStatus(run_dir.name, "stale", tuple(reasons)), fp
+
+
+def stale_destination(run_dir: Path) -> Path:
+    """Where a stale run folder is kept: ``<runs>/.stale/<run>@<its fingerprint>``, numbered when that is taken.
+    Nothing there is ever deleted."""
+    stamp = run_dir / STAMP
+    old = stamp.read_text().strip() if stamp.exists() else ""
+    try:
+        tag = json.loads(old)["fingerprint"][:12] if old.startswith("{") else (old[:12] or "unstamped")
+    except (ValueError, KeyError, TypeError):
+        tag = "unstamped"
+    base = run_dir.parent / ".stale" / f"{run_dir.name}@{tag}"
+    dest, n = base, 1
+    while dest.exists():
+        n += 1
+        dest = base.with_name(f"{base.name}-{n}")
+    return dest
+
+
+def prepare_run(params_path: str | Path, run_dir: str | Path, nih_root: str = "") -> str:
+    """Before make (re)runs a model notebook: keep a half-finished run that is still current (it resumes), move a
+    stale one (other config or training code) to :func:`stale_destination`, never deleting it. Returns "new",
+    "resume" or "stale"."""
+    from xrutils.atomic import atomic_write_text
+
+    run_dir = Path(run_dir)
+    status, fp = run_status(params_path, run_dir, nih_root)
+    if status.state == "stale":
+        backup = stale_destination(run_dir)
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.rename(backup)
+        _get_log("runs").warning("%s: %s; kept in %s, retraining", run_dir, "; ".join(status.reasons), backup)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / ".complete").unlink(missing_ok=True)
+    atomic_write_text(run_dir / STAMP, json.dumps(fp, sort_keys=True) + "\n")
+    return "resume" if status.state in ("resume", "complete") else status.state
+
+
+def plan_runs(
+    profile: str, run_root: str | Path, nih_root: str = "", root: Path | None = None
+) -> list[RunStatus]:
+    """The status of every run of ``profile`` (what ``make figures`` will train, resume, retrain or keep)."""
+    root = root or _repo()
+    return [
+        run_status(root / "params" / profile / f"{run}.yaml", Path(run_root) / run, nih_root, root)[0]
+        for run in all_runs(profile)
+    ]
+
+
+def _figure_sources(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root))
+        for p in [
+            *(root / "xrutils").glob("plotting.py"),
+            *(root / "xrutils").glob("figures.py"),
+            *(root / "xrutils" / "studies").glob("*.py"),
+            *(root / "xrutils" / "evaluators").glob("*.py"),
+        ]
+    )
+
+
+def code_stamps(root: Path | None = None) -> dict[str, str]:
+    """``{stamp name: fingerprint}`` of the code the rules depend on, by meaning (``xrutils.fingerprint``):
+    ``train_<family>`` (training sources), ``figures`` (plotting and evaluation), ``data`` and one ``nb_<name>``
+    per notebook (code cells only). Make compares these stamp files, never the sources' modification times, so a
+    docstring edit or a notebook re-saved by JupyterLab reruns nothing."""
+    root = root or _repo()
+    out = {
+        f"train_{f}": fingerprint.combine(fingerprint.files_fingerprint(root, training_sources(f, root)))
+        for f in MODEL_NOTEBOOKS
+    }
+    out["figures"] = fingerprint.combine(fingerprint.files_fingerprint(root, _figure_sources(root)))
+    data = sorted(str(p.relative_to(root)) for p in (root / "xrutils" / "data").glob("*.py"))
+    out["data"] = fingerprint.combine(fingerprint.files_fingerprint(root, data))
+    for name in (*MODEL_NOTEBOOKS, *STUDIES):
+        out[f"nb_{name}"] = fingerprint.notebook_fingerprint(root / "notebooks" / f"{name}.ipynb")
+    return out
+
+
+def write_code_stamps(stamp_dir: str | Path, root: Path | None = None) -> list[str]:
+    """Write :func:`code_stamps` under ``stamp_dir/code/``, each file only when its fingerprint changed; returns
+    the names that changed."""
+    changed = []
+    for name, fp in code_stamps(root).items():
+        if _write_if_changed(Path(stamp_dir) / "code" / name, fp + "\n"):
+            changed.append(name)
+    return changed
+
+
+def makefile_text(profile: str, *, stamp_dir: str, root: Path | None = None) -> str:
+    """The make rules of one profile: a run per params file, a study after its runs and judges, the index last.
+    Code dependencies are the fingerprint stamps of :func:`write_code_stamps` in ``stamp_dir/code/``."""
+    root = root or _repo()
+    pdir = f"params/{profile}"
+    code = f"{stamp_dir}/code"
+    # inline backend: the executed notebooks keep their plots even when make exports MPLBACKEND=Agg
+    pm = "MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m papermill --kernel python3 --no-progress-bar"
+    lines = [
+        f"# Generated by `python -m xrutils.studies makefile --profile {profile}` (make/figures.mk); do not edit.",
+        "# One torch thread per parallel job: small CPU ops slow down many times when threads outnumber cores.",
+        "# (recursively expanded: MAKEFLAGS holds -jN only while recipes run)",
+        "FIGURES_JOBS = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)",
+        "FIGURES_NPROC := $(shell nproc 2>/dev/null || echo 1)",
+        "FIGURES_THREADS ?= $(shell t=$$(( $(FIGURES_NPROC) / $(FIGURES_JOBS) )); [ $$t -ge 1 ] && echo $$t || echo 1)",
+        "export OMP_NUM_THREADS = $(FIGURES_THREADS)",
+        "export MKL_NUM_THREADS = $(FIGURES_THREADS)",
+        "PY ?= .venv/bin/python",
+        f"RUNDIR ?= runs/{profile}",
+        f"FIGDIR ?= figures/{profile}",
+        "NIH_ROOT ?=",
+        f"NIH_STAMP := {stamp_dir}/nih_root",
+        f"FIG_SRC := {code}/figures",
+        f"DATA_SRC := {code}/data",
+        "# run a notebook quietly; on failure show the end of its log",
+        "define papermill",
+        f'{pm} $(1) $(2) $(3) > $(4) 2>&1 || {{ tail -n 40 $(4); echo "failed: $(1) -> $(2)'
+        ' (log: $(4))"; exit 1; }',
+        "endef",
+        "",
+        ".PHONY: all",
+        "all: $(FIGDIR)/FIGURES.md",
+        "",
+    ]
+    for family in MODEL_NOTEBOOKS:
+        lines.append(f"TRAIN_SRC_{family} := {code}/train_{family}")
+    lines.append("")
+    for run in all_runs(profile):
+        family, _ = split_run_name(run)
+        y = f"{pdir}/{run}.yaml"
+        d = f"$(RUNDIR)/{run}"
+        lines += [
+            f"{d}/.complete: {y} {code}/nb_{family} $(TRAIN_SRC_{family}) $(NIH_STAMP)",
+            f'\t@echo "[train] {run} ({profile})"',
+            f'\t@$(PY) -m xrutils.studies prepare-run --params {y} --run-dir {d} --nih-root "$(NIH_ROOT)"',
+            f"\t@$(call papermill,notebooks/{family}.ipynb,{d}/notebook.ipynb,-f {y} -p run_dir {d} "
+            f'-p nih_root "$(NIH_ROOT)",{d}/notebook.log)',
+            "\t@touch $@",
+            "",
+        ]
+    stamps = []
+    for name, study in STUDIES.items():
+        y = f"{pdir}/{name}.yaml"
+        stamp = f"$(FIGDIR)/.stamps/{name}.done"
+        stamps.append(stamp)
+        runs = list(study_runs(study, profile))
+        if study.curve_runs:
+            runs += [j for j in judge_runs_for(study, profile, root) if j not in runs]
+        deps = " ".join(f"$(RUNDIR)/{r}/.complete" for r in runs)
+        extra = {"dataset": "$(DATA_SRC) $(NIH_STAMP)", "architectures": "$(TRAIN_SRC_gan) $(TRAIN_SRC_ddpm)"}
+        args = {
+            "dataset": '-p fig_dir $(FIGDIR) -p nih_root "$(NIH_ROOT)"',
+            "architectures": "-p fig_dir $(FIGDIR)",
+        }.get(name, "-p run_root $(RUNDIR) -p fig_dir $(FIGDIR)")
+        lines += [
+            f"{stamp}: {y} {code}/nb_{name} $(FIG_SRC) {extra.get(name, '')} {deps}".rstrip(),
+            f'\t@echo "[study] {name} ({profile})"',
+            "\t@mkdir -p $(FIGDIR)/.stamps $(FIGDIR)/notebooks",
+            f"\t@$(call papermill,notebooks/{name}.ipynb,$(FIGDIR)/notebooks/{name}.ipynb,-f {y} {args},"
+            f"$(FIGDIR)/notebooks/{name}.log)",
+            "\t@touch $@",
+            "",
+        ]
+    lines += [
+        f"$(FIGDIR)/FIGURES.md: {' '.join(stamps)}",
+        f"\t@$(PY) -m xrutils.figures index --fig-dir $(FIGDIR) --run-dir $(RUNDIR) --profile {profile} "
+        "--require-all",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _write_if_changed(path: Path, text: str) -> bool:
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m xrutils.studies", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser(
+        "params", help="write params/<profile>/*.yaml (existing files are kept unless --force)"
+    )
+    p.add_argument("--profile", choices=PROFILE_NAMES, action="append")
+    p.add_argument("--force", action="store_true")
+    m = sub.add_parser("makefile", help="write the make rules of one profile (only when they change)")
+    m.add_argument("--profile", choices=PROFILE_NAMES, required=True)
+    m.add_argument("--out", required=True)
+    m.add_argument("--stamp-dir", default=None, help="where value stamps live (default .make/<profile>)")
+    m.add_argument("--nih-root", default="", help="the NIH root runs use; a change retrains the runs")
+    r = sub.add_parser("prepare-run", help="keep a resumable run, move a stale one aside (make calls this)")
+    r.add_argument("--params", required=True)
+    r.add_argument("--run-dir", required=True)
+    r.add_argument("--nih-root", default="")
+    q = sub.add_parser("plan-runs", help="say which runs make figures will train, resume or retrain, and why")
+    q.add_argument("--profile", choices=PROFILE_NAMES, required=True)
+    q.add_argument("--run-dir", required=True)
+    q.add_argument("--nih-root", default="")
+    q.add_argument("--all", action="store_true", help="list the finished, current runs too")
+    sub.add_parser("table", help="print the study table")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "params":
+            for path in write_params(args.profile or PROFILE_NAMES, force=args.force):
+                print(f"wrote {path}")
+        elif args.command == "makefile":
+            stamp_dir = args.stamp_dir or f".make/{args.profile}"
+            nih = Path(stamp_dir) / "nih_root"
+            _write_if_changed(nih, args.nih_root + "\n")
+            write_code_stamps(stamp_dir)
+            _write_if_changed(Path(args.out), makefile_text(args.profile, stamp_dir=stamp_dir))
+        elif args.command == "prepare-run":
+            prepare_run(args.params, args.run_dir, args.nih_root)
+        elif args.command == "plan-runs":
+            plan = plan_runs(args.profile, args.run_dir, args.nih_root)
+            todo = [r for r in plan if r.state != "complete"]
+            for r in plan if args.all else todo:
+                print(r.line())
+            counts = {k: sum(r.state == k for r in plan) for k in ("new", "resume", "stale", "complete")}
+            print(
+                f"{args.profile}: {counts['new']} to train, {counts['resume']} to resume, {counts['stale']} to "
+                f"retrain (the old folders are kept in {Path(args.run_dir) / '.stale'}), {counts['complete']} "
+                "finished and current"
+            )
+        elif args.command == "table":
+            for s in STUDIES.values():
+                print(f"{s.name:16s} figures {','.join(map(str, s.figures)):10s} runs {', '.join(s.runs)}")
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

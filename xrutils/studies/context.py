@@ -1,0 +1,308 @@
+"""A study notebook's context: the judges of each image size (the one judge resolver), :class:`StudyContext`
+(:func:`open_study`) and the summaries it writes next to the thesis's claims."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides
+from xrutils.runs import RunDir
+from xrutils.studies.params import image_size_of, resolve_judges, resolve_path
+from xrutils.studies.table import STUDIES, Study, label, study_runs
+
+# ----------------------------------------------------------------------------------------------------------------
+# a study notebook's context
+
+
+@dataclass
+class StudyContext:
+    """What one executed study notebook knows: parameters, run folders, figure folder, results."""
+
+    study: Study
+    profile: str
+    run_root: Path
+    fig_dir: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] | None = None  # merged evaluation (see :meth:`evaluate`)
+    source: str | None = None  # data source, when the notebook knows it better than the run configs (dataset)
+    verdicts: dict[int, dict[str, Any]] = field(default_factory=dict)  # failure figures: what the run did
+
+    @property
+    def notebook(self) -> str:
+        return self.study.notebook
+
+    def run_dir(self, run: str) -> Path:
+        return self.run_root / run
+
+    def check_runs(self, runs: Iterable[str] | None = None) -> list[Path]:
+        """The run folders of the study (and its judges), complete; raises naming what is missing and how to make it."""
+        names = list(runs if runs is not None else study_runs(self.study, self.profile))
+        if self.study.curve_runs:
+            names += [j.name for j in self.judges().values() if j.name not in names]
+        missing = [n for n in names if not RunDir(self.run_dir(n)).is_complete()]
+        if missing:
+            raise FileNotFoundError(
+                f"study {self.study.name}: run folder(s) missing or unfinished under {self.run_root}: {missing}; "
+                f"`make figures PROFILE={self.profile}` trains them (or run notebooks/<family>.ipynb)"
+            )
+        return [self.run_dir(n) for n in names]
+
+    def judges(self) -> dict[int, Path]:
+        """Image size -> judge run folder, for every size among the curve runs."""
+        sizes = sorted(
+            {
+                image_size_of(self.run_dir(r))
+                for r in self.study.curve_runs
+                if (self.run_dir(r) / "config.json").exists()
+            }
+            | set(self.study.extra_judges)
+        )
+        found = resolve_judges(sizes, self._run_image_size, f"under {self.run_root}")
+        return {s: self.run_dir(r) for s, r in found.items()}
+
+    def _run_image_size(self, run: str) -> int | None:
+        path = self.run_dir(run) / "config.json"
+        return image_size_of(path.parent) if path.exists() else None
+
+    def data_source(self) -> str:
+        """A one-line description of the images the study's runs trained on."""
+        if self.source:
+            return self.source
+        sources = set()
+        for run in study_runs(self.study, self.profile):
+            path = self.run_dir(run) / "config.json"
+            if path.exists():
+                sources.add(describe_data(RunConfig.load(path)))
+        return "; ".join(sorted(sources)) or "none"
+
+    def eval_config(self, run: str):
+        cfg = RunConfig.load(self.run_dir(run) / "config.json")
+        overrides = self.parameters.get("eval_overrides") or {}
+        return apply_overrides(cfg, {f"eval.{k}": v for k, v in overrides.items()}).eval
+
+    def evaluate(
+        self,
+        protocol: str | None = None,
+        *,
+        classifier: bool | None = None,
+        metrics: bool | None = None,
+        runs: Iterable[str] | None = None,
+    ) -> dict[str, Any]:
+        """Score the curve runs (each image size by its own GAN judge) in one evaluator pass; the result, with
+        ``judge_size`` per run and the judge folders, is written to ``<fig_dir>/results/<study>_<protocol>.json``."""
+        from xrutils.atomic import atomic_write_text
+        from xrutils.evaluators import evaluate
+
+        protocol = protocol or self.parameters.get("protocol", "corrected")
+        classifier = self.parameters.get("classifier", False) if classifier is None else classifier
+        metrics = self.parameters.get("metrics", False) if metrics is None else metrics
+        names = list(runs if runs is not None else self.study.curve_runs)
+        sizes = sorted({image_size_of(self.run_dir(r)) for r in names})
+        judges = {
+            s: self.run_dir(r)
+            for s, r in resolve_judges(sizes, self._run_image_size, f"under {self.run_root}").items()
+        }
+        eval_cfg = self.eval_config(names[0]) if self.parameters.get("eval_overrides") else None
+        res = evaluate(
+            [self.run_dir(r) for r in names],
+            [judges[s] for s in sizes],
+            protocol=protocol,
+            eval_cfg=eval_cfg,
+            classifier=classifier,
+            metrics=metrics,
+        )
+        res["study"] = self.study.name
+        res["judges"] = {str(s): {"run_dir": str(p)} for s, p in judges.items()}
+        for r in res.get("runs", {}).values():
+            r["judge_size"] = r.get("image_size")
+        atomic_write_text(
+            self.fig_dir / "results" / f"{self.study.name}_{protocol}.json",
+            json.dumps(res, indent=2, sort_keys=True, default=str) + "\n",
+        )
+        if protocol == self.parameters.get("protocol", "corrected"):
+            self.results = res
+        return res
+
+    def summary(self, results: dict[str, Any] | None = None) -> str:
+        """Markdown: which variant scored best at the final epoch (with 95% intervals), next to the thesis claim."""
+        results = results or self.results or {}
+        lines = [
+            f"### {self.study.name}: what this run found ({self.profile} profile, {self.data_source()})",
+            "",
+        ]
+        runs = results.get("runs", {})
+        if runs:
+            lines += judge_summary(runs)
+            if any(r.get("classifier") for r in runs.values()):
+                lines += [""] + classifier_summary(runs)
+            if any(r.get("metrics") for r in runs.values()):
+                lines += [""] + metrics_summary(runs)
+            lines += ranking_summary(results.get("ranking") or {})
+        for verdict in self.verdicts.values():
+            lines += ["", f"**{verdict['text']}**"]
+        lines += ["", f"**The thesis ({self.study.section}) claimed:** {self.study.claim}"]
+        text = "\n".join(lines) + "\n"
+        from xrutils.atomic import atomic_write_text
+
+        atomic_write_text(self.fig_dir / "summaries" / f"{self.study.name}.md", text)
+        return text
+
+
+def _final(curve: dict[str, Any]) -> tuple[float, float, float, int] | None:
+    scores = curve.get("score") or []
+    if not scores:
+        return None
+    lo = (curve.get("lo") or scores)[-1]
+    hi = (curve.get("hi") or scores)[-1]
+    return float(scores[-1]), float(lo), float(hi), int((curve.get("epochs") or [len(scores)])[-1])
+
+
+def judge_summary(runs: dict[str, Any]) -> list[str]:
+    """Lines naming the best final-epoch judge score (higher = the judge is fooled more) and whether it is clear."""
+    finals = {name: _final(r.get("judge") or {}) for name, r in runs.items()}
+    finals = {k: v for k, v in finals.items() if v is not None}
+    if not finals:
+        return ["No judge scores were computed."]
+    ranked = sorted(finals.items(), key=lambda kv: kv[1][0], reverse=True)
+    lines = [
+        "Discriminator judge at the final epoch (BCE real + BCE fake; higher = the judge is fooled more; "
+        "95% bootstrap interval):",
+        "",
+    ]
+    for name, (score, lo, hi, epoch) in ranked:
+        size = runs[name].get("judge_size", runs[name].get("image_size", "?"))
+        lines.append(f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge)")
+    if len(ranked) > 1:
+        (best, b), (second, s) = ranked[0], ranked[1]
+        overlap = b[1] <= s[2]
+        lines += [
+            "",
+            f"Best: **{label(best)}**"
+            + (
+                f"; its interval overlaps {label(second)}'s, so the gap is not clear at this sample size."
+                if overlap
+                else f", clearly above {label(second)} (intervals do not overlap)."
+            ),
+        ]
+        sizes = {runs[n].get("judge_size") for n in finals}
+        if len(sizes) > 1:
+            lines.append(
+                "Runs of different image sizes are scored by different judges, so their values are not "
+                "on one scale."
+            )
+    return lines
+
+
+def classifier_summary(runs: dict[str, Any]) -> list[str]:
+    lines = [
+        "Classifier judge at the final epoch (mean P(real) of fresh samples; 0.5 = chance, ~0 = detected):",
+        "",
+    ]
+    for name, r in runs.items():
+        c = r.get("classifier") or {}
+        f = _final(c)
+        if f is None:
+            continue
+        acc, auc = c.get("test_accuracy"), c.get("roc_auc")
+        extra = (
+            f" (classifier test accuracy {acc:.2f}, ROC AUC {auc:.2f})"
+            if acc is not None and auc is not None
+            else ""
+        )
+        lines.append(f"- {label(name)}: **{f[0]:.3f}** [{f[1]:.3f}, {f[2]:.3f}]{extra}")
+    return lines
+
+
+def ranking_summary(ranking: dict[str, Any]) -> list[str]:
+    """The evaluator's ranking per criterion with its paired bootstrap test of each adjacent gap."""
+    names = {"judge": "discriminator judge", "classifier": "classifier score", "fd": "Fréchet distance"}
+    lines: list[str] = []
+    for criterion, title in names.items():
+        r = ranking.get(criterion)
+        if not isinstance(r, dict) or not r.get("order"):
+            continue
+        gaps = []
+        for g in r.get("gaps", []):
+            verdict = "significant" if g.get("significant") else "not significant"
+            gaps.append(
+                f"{label(g['better'])} > {label(g['worse'])}: gap {g['gap']:.3g} "
+                f"[{g['lo']:.3g}, {g['hi']:.3g}], p = {g['p_value']:.3g} ({verdict})"
+            )
+        lines += [
+            "",
+            f"Ranking by {title} ({'higher' if r.get('higher_is_better') else 'lower'} is better; paired "
+            "bootstrap over samples): " + " > ".join(label(n) for n in r["order"]),
+        ]
+        lines += [f"- {g}" for g in gaps]
+    return lines
+
+
+def metrics_summary(runs: dict[str, Any]) -> list[str]:
+    """A table of the feature-space metrics of the last epoch (lower FD/KID is better), with sample counts."""
+    lines = [
+        "Feature-space metrics at the last epoch (lower FD and KID are better; n = samples used):",
+        "",
+        "| run | FD | KID | precision | recall | bits/dim | n fake / real |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(v, spec=".3g"):
+        return "–" if v is None else format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+    for name, r in runs.items():
+        m = r.get("metrics") or {}
+        if not m:
+            continue
+        kid = fmt(m.get("kid")) + (f" ± {fmt(m.get('kid_std'))}" if m.get("kid_std") is not None else "")
+        lines.append(
+            f"| {label(name)} | {fmt(m.get('fd'))} | {kid} | {fmt(m.get('precision'), '.2f')} | "
+            f"{fmt(m.get('recall'), '.2f')} | {fmt(m.get('bpd'))} | {m.get('n_fake', '?')} / "
+            f"{m.get('n_real', '?')} |"
+        )
+    return lines
+
+
+def label_source(nih_root: str | Path | None, image_set: Any) -> str:
+    """Where Figure 1's counts come from, in words (the figure and the index say it)."""
+    if nih_root:
+        return f"the full NIH ChestX-ray14 metadata (Data_Entry CSV and split lists in {nih_root})"
+    return f"the phantom's labels ({image_set.root}; built-in synthetic X-rays, because no NIH root is set)"
+
+
+def describe_data(cfg: RunConfig) -> str:
+    d = cfg.data
+    if d.source == "phantom":
+        return f"phantom data (built-in synthetic X-rays, n={d.phantom_n}, seed={d.phantom_seed})"
+    if d.source == "nih":
+        return f"NIH ChestX-ray14 ({d.root or '$XRUTILS_NIH_ROOT'})"
+    return f"ChestMNIST ({d.chestmnist_path})"
+
+
+def short_source(cfg: RunConfig) -> str:
+    return {"phantom": "phantom", "nih": "NIH ChestX-ray14", "chestmnist": "ChestMNIST"}[cfg.data.source]
+
+
+def open_study(
+    study: str, *, profile: str, fig_dir: str | Path, run_root: str | Path = "", **parameters: Any
+) -> StudyContext:
+    """The context of a study notebook; ``parameters`` are the notebook's parameters, kept for provenance."""
+    if study not in STUDIES:
+        raise ConfigError(f"unknown study {study!r}; expected one of {sorted(STUDIES)}")
+    if profile not in PROFILE_NAMES:
+        raise ConfigError(f"unknown profile {profile!r}; expected one of {list(PROFILE_NAMES)}")
+    all_params = {
+        "study": study,
+        "profile": profile,
+        **({"run_root": str(run_root)} if run_root else {}),
+        "fig_dir": str(fig_dir),
+        **parameters,
+    }
+    fig_dir = resolve_path(fig_dir)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    return StudyContext(
+        STUDIES[study], profile, resolve_path(run_root) if run_root else Path(), fig_dir, all_params
+    )

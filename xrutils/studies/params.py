@@ -1,0 +1,261 @@
+"""Notebook parameters and run configs: the params files under ``params/<profile>/``, the check every notebook
+runs on its parameters, and the RunConfig of one run."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig
+from xrutils.paths import repo_root
+from xrutils.registry import build_config
+from xrutils.studies.table import GAN_JUDGE_PRESETS, STUDIES, Study, run_name, split_run_name, study_runs
+
+# ----------------------------------------------------------------------------------------------------------------
+# configs and params
+
+
+# names IPython itself puts into a kernel's namespace (besides the _-prefixed ones)
+_KERNEL_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "open"})
+
+
+def check_parameters(namespace: dict[str, Any]) -> None:
+    """Refuse unknown and mistyped notebook parameters; each notebook calls it right after its parameters cell.
+
+    The parameters cell declares every parameter with a type (``seed: int = 0``); papermill's injected cell
+    assigns plain names. So a name in the namespace that the cell did not declare was passed by mistake (papermill
+    itself only warns: ``-p bogus 1`` would run with the defaults), and a declared one must hold its type
+    (``-p seed abc`` would otherwise fail far from the cause). Raises :class:`ConfigError` naming them.
+    """
+    declared = namespace.get("__annotations__")
+    if declared is None and callable(namespace.get("__annotate__")):  # Python >= 3.14 evaluates them lazily
+        declared = namespace["__annotate__"](1)
+    declared = dict(declared or {})
+    unknown = sorted(
+        k
+        for k, v in namespace.items()
+        if k not in declared
+        and not k.startswith("_")
+        and k not in _KERNEL_NAMES
+        and not (callable(v) or isinstance(v, types.ModuleType))
+    )
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; this notebook takes {sorted(declared)}")
+    for name, kind in declared.items():
+        if isinstance(kind, str):  # `from __future__ import annotations` in the cell: names only
+            kind = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict, "list": list}.get(
+                kind
+            )
+        if not isinstance(kind, type) or name not in namespace:
+            continue
+        value = namespace[name]
+        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True  # -p lr 1 is a float parameter given as an integer
+        if not ok:
+            raise ConfigError(
+                f"notebook parameter {name}={value!r} is a {type(value).__name__}; expected {kind.__name__}"
+            )
+
+
+def resolve_path(path: str | Path) -> Path:
+    """A relative path is relative to the repository root, wherever the kernel was started (JupyterLab starts
+    kernels in notebooks/, papermill under make in the root); absolute paths are kept."""
+    path = Path(path).expanduser()
+    if path.is_absolute():
+        return path
+    root = repo_root()
+    return (root if root is not None else Path.cwd()) / path
+
+
+def data_overrides(nih_root: str | Path | None) -> dict[str, Any]:
+    """Dotted overrides that point a run at an NIH root; empty (the built-in phantom) when ``nih_root`` is falsy."""
+    if not nih_root:
+        return {}
+    root = resolve_path(nih_root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"nih_root={str(nih_root)!r} is not a folder; expected an NIH ChestX-ray14 root "
+            "(the folder with Data_Entry_2017.csv)"
+        )
+    return {"data.source": "nih", "data.root": str(root.resolve())}
+
+
+def run_config(
+    family: str,
+    preset: str,
+    profile: str,
+    overrides: dict | None = None,
+    seed: int = 0,
+    nih_root: str | Path | None = "",
+) -> RunConfig:
+    """The config a model notebook trains: build_config with the NIH root (if any) before the user's overrides."""
+    return build_config(family, preset, profile, {**data_overrides(nih_root), **(overrides or {})}, seed)
+
+
+def params_dir(profile: str, root: Path | None = None) -> Path:
+    return (root or _repo()) / "params" / profile
+
+
+def run_params(run: str, profile: str) -> dict[str, Any]:
+    family, preset = split_run_name(run)
+    return {
+        "family": family,
+        "preset": preset,
+        "overrides": {},  # the profile's scaling lives in the profile table, xrutils/profiles.py
+        "profile": profile,
+        "run_dir": f"runs/{profile}/{run}",
+        "seed": 0,
+    }
+
+
+def study_params(study: str, profile: str) -> dict[str, Any]:
+    if study == "dataset":
+        return {
+            "profile": profile,
+            "fig_dir": f"figures/{profile}",
+            "image_size": 256 if profile == "thesis" else 128,
+            "n_images": 16,
+        }
+    if study == "architectures":
+        # smoke draws the smoke-size networks (building the 113M-parameter thesis UNet costs a smoke build ~15 s)
+        return {
+            "profile": profile,
+            "fig_dir": f"figures/{profile}",
+            "model_profile": "smoke" if profile == "smoke" else "thesis",
+        }
+    s = STUDIES[study]
+    params: dict[str, Any] = {
+        "study": study,
+        "profile": profile,
+        "run_root": f"runs/{profile}",
+        "fig_dir": f"figures/{profile}",
+        "protocol": "corrected",
+        "classifier": s.classifier,
+        "metrics": study == "compare",
+        "eval_overrides": {},
+    }
+    if study == "compare":
+        params["compare_protocols"] = True
+    return params
+
+
+def read_params(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of notebook parameters, got {type(data).__name__}")
+    return data
+
+
+def params_notebook(path: str | Path) -> str:
+    """The notebook a params file parameterises: runs -> the family's model notebook, else the study's."""
+    stem = Path(path).stem
+    if "__" in stem:
+        family, _ = split_run_name(stem)
+        return f"notebooks/{family}.ipynb"
+    if stem not in STUDIES:
+        raise ConfigError(
+            f"{path}: {stem!r} is neither a run (<family>__<preset>) nor a study {sorted(STUDIES)}"
+        )
+    return f"notebooks/{stem}.ipynb"
+
+
+def write_params(
+    profiles: Iterable[str] = PROFILE_NAMES, *, force: bool = False, root: Path | None = None
+) -> list[Path]:
+    """Write params/<profile>/<run|study>.yaml; existing files are kept (users edit them) unless ``force``."""
+    written = []
+    for profile in profiles:
+        folder = params_dir(profile, root)
+        folder.mkdir(parents=True, exist_ok=True)
+        items = [(r, run_params(r, profile)) for r in all_runs(profile)]
+        items += [(s, study_params(s, profile)) for s in STUDIES]
+        for name, params in items:
+            path = folder / f"{name}.yaml"
+            if path.exists() and not force:
+                continue
+            header = f"# papermill parameters of {params_notebook(path)} ({profile} profile)\n"
+            path.write_text(header + yaml.safe_dump(params, sort_keys=False))
+            written.append(path)
+    return written
+
+
+def _repo() -> Path:
+    root = repo_root()
+    if root is None:
+        raise RuntimeError("xrutils.studies needs a source checkout (params/, notebooks/); none found")
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# judges
+
+
+def image_size_of(run_dir: str | Path) -> int:
+    return RunConfig.load(Path(run_dir) / "config.json").data.image_size
+
+
+def resolve_judges(sizes: Iterable[int], size_of: Callable[[str], int | None], where: str) -> dict[int, str]:
+    """Image size -> the GAN run whose final discriminator judges that size: the one judge resolver.
+
+    ``size_of(run)`` gives a candidate's image size (``None`` when it does not exist); the candidates are the
+    presets of :data:`GAN_JUDGE_PRESETS`, in order. ``where`` names what was searched, for the error."""
+    by_size: dict[int, str] = {}
+    for preset in GAN_JUDGE_PRESETS:
+        run = run_name("gan", preset)
+        size = size_of(run)
+        if size is not None:
+            by_size.setdefault(size, run)
+    wanted = sorted(set(sizes))
+    missing = [s for s in wanted if s not in by_size]
+    if missing:
+        found = ", ".join(f"{r} {s}²" for s, r in sorted(by_size.items())) or "none"
+        raise JudgeNotFoundError(
+            f"no GAN judge run of image size {missing} {where} (GAN judge runs: {found}); the judges are "
+            f"{', '.join(run_name('gan', p) for p in GAN_JUDGE_PRESETS)}, train the one of that size first"
+        )
+    return {s: by_size[s] for s in wanted}
+
+
+class JudgeNotFoundError(ConfigError, FileNotFoundError):
+    """No GAN judge run has the image size asked for (a missing run folder, or a profile without one)."""
+
+
+def judge_runs_for(study: Study, profile: str, params_root: Path | None = None) -> list[str]:
+    """The judge runs of a study in ``profile``, resolved from the params files' configs (for the build)."""
+    sizes = {_param_image_size(r, profile, params_root) for r in study.curve_runs} | set(study.extra_judges)
+    found = resolve_judges(
+        sizes,
+        lambda run: _param_image_size(run, profile, params_root),
+        f"in profile {profile} (study {study.name})",
+    )
+    return list(found.values())
+
+
+def _param_image_size(run: str, profile: str, params_root: Path | None) -> int:
+    path = params_dir(profile, params_root) / f"{run}.yaml"
+    p = read_params(path) if path.exists() else run_params(run, profile)
+    return build_config(
+        p["family"], p["preset"], p.get("profile", profile), p.get("overrides") or {}, p.get("seed", 0)
+    ).data.image_size
+
+
+def all_runs(profile: str | None = None) -> list[str]:
+    """Every run the figures of ``profile`` need, judges included, in study order (deduplicated); without a
+    profile, every run any profile needs."""
+    out: list[str] = []
+    for p in [profile] if profile else PROFILE_NAMES:
+        for study in STUDIES.values():
+            judges = judge_runs_for(study, p) if study.curve_runs else []
+            for run in (*study_runs(study, p), *judges):
+                if run not in out:
+                    out.append(run)
+    return out
