@@ -193,7 +193,7 @@ def _figure_sources(root: Path) -> list[str]:
     return sorted(
         str(p.relative_to(root))
         for p in [
-            *(root / "xrutils").glob("plotting.py"),
+            *(root / "xrutils" / "plotting").glob("*.py"),
             *(root / "xrutils").glob("figures.py"),
             *(root / "xrutils" / "studies").glob("*.py"),
             *(root / "xrutils" / "evaluators").glob("*.py"),
