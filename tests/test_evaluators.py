@@ -528,3 +528,34 @@ def test_evaluate_command_rejects_training_overrides(tiny_runs, tmp_path):
         ]
     )
     assert rc == 2
+
+
+# ---- held out by patient (issue 10) ---------------------------------------------------------------------------
+
+
+def test_held_out_sample_takes_whole_patients_in_a_seeded_order():
+    from xrutils.evaluators.pipeline import held_out_sample
+
+    patients = np.repeat(np.arange(50), 4)  # 50 patients, 4 images each, sorted like the name order
+    pick = held_out_sample(patients, 40)
+    assert pick.size == 40 and np.unique(patients[pick]).size == 10  # ten whole patients
+    assert not np.array_equal(np.unique(patients[pick]), np.arange(10))  # not the first names' patients
+    np.testing.assert_array_equal(pick, held_out_sample(patients, 40))  # seeded
+    assert held_out_sample(patients, 0).size == 200 and held_out_sample(patients, 999).size == 200
+    cut = held_out_sample(patients, 42)  # the last patient's images cut at n
+    assert cut.size == 42 and np.unique(patients[cut]).size == 11
+
+
+def test_classifier_split_is_patient_disjoint(reals):
+    real = reals["train"][:60]
+    assert real.shape[0] == 60
+    patients = np.repeat(np.arange(15), 4)
+    report = clf.train_classifier(real, noise_like(real), epochs=1, seed=0, real_groups=patients)
+    assert report.n_train + report.n_val + report.n_test == 120
+    train, val, test = clf._split_by_group(patients, torch.Generator().manual_seed(0))
+    sides = [set(patients[i.numpy()]) for i in (train, val, test)]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sorted(torch.cat([train, val, test]).tolist()) == list(range(60))
+    assert len(test) >= 12 and len(val) >= 12  # 20 % each, rounded up to whole patients
+    with pytest.raises(ValueError, match="needs at least 3"):
+        clf._split_by_group(np.array([1, 1, 2, 2]), torch.Generator())

@@ -206,3 +206,53 @@ def test_seed_interval_student_t():
 def test_bootstrap_rejects_empty_input():
     with pytest.raises(ValueError, match="no values"):
         stats.bootstrap_mean([])
+
+
+# ---- the cluster (patient) bootstrap (issue 10) ---------------------------------------------------------------
+
+
+def _clustered(
+    n_patients: int, per_patient: int, spread: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Values whose patients differ (patient effect 1.0) and whose images of one patient are alike (``spread``)."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0, 1.0, n_patients)
+    groups = np.repeat(np.arange(n_patients), per_patient)
+    return effect[groups] + rng.normal(0, spread, groups.size), groups
+
+
+def test_cluster_bootstrap_is_wider_for_correlated_images():
+    values, groups = _clustered(40, 10, spread=0.1)
+    iid = stats.bootstrap_mean(values, n_boot=2000, seed=1)
+    by_patient = stats.bootstrap_mean(values, n_boot=2000, seed=1, groups=groups)
+    assert by_patient["value"] == pytest.approx(iid["value"]) and by_patient["clusters"] == 40
+    # 400 correlated images carry about as much information as 40 patients: the honest interval is about
+    # sqrt(10) ~ 3x wider than the i.i.d. one
+    ratio = (by_patient["hi"] - by_patient["lo"]) / (iid["hi"] - iid["lo"])
+    assert 2.2 < ratio < 4.0, ratio
+    # the known answer: the standard error of the mean of 40 independent patient means
+    se = values.reshape(40, 10).mean(axis=1).std(ddof=1) / math.sqrt(40)
+    assert (by_patient["hi"] - by_patient["lo"]) / (2 * 1.96 * se) == pytest.approx(1.0, abs=0.15)
+
+
+def test_cluster_bootstrap_of_independent_images_matches_the_iid_one():
+    values = np.random.default_rng(3).normal(size=300)
+    iid = stats.bootstrap_mean(values, n_boot=4000, seed=2)
+    singletons = stats.bootstrap_mean(values, n_boot=4000, seed=2, groups=np.arange(300))
+    assert (singletons["hi"] - singletons["lo"]) == pytest.approx(iid["hi"] - iid["lo"], rel=0.1)
+
+
+def test_clusters_draw_whole_patients_in_paired_bootstraps():
+    values, groups = _clustered(6, 3, spread=0.0, seed=4)
+    c = stats.Clusters(groups)
+    idx = c.draw(np.random.default_rng(0))
+    assert idx.size == 18 and all(np.isin(np.flatnonzero(groups == groups[i]), idx).all() for i in idx)
+    both = stats.paired_bootstrap(
+        lambda ix: values[ix["real"]].mean(),
+        lambda ix: values[ix["real"]].mean() - 1.0,
+        {"real": c},
+        n_boot=50,
+    )
+    assert both["gap"] == pytest.approx(1.0) and both["lo"] == pytest.approx(1.0)  # shared draws cancel
+    with pytest.raises(ValueError, match="5 cluster labels for 4 values"):
+        stats.bootstrap_mean([1.0, 2.0, 3.0, 4.0], groups=[0, 0, 1, 1, 2])

@@ -110,6 +110,36 @@ def _split(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tens
     return perm[n_test + n_val :], perm[n_test : n_test + n_val], perm[:n_test]
 
 
+def _split_by_group(
+    groups: np.ndarray, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A 60/20/20 train/validation/test split in which no group (patient) has images on two sides: patients in
+    random order fill the test part to 20 % of the images, then the validation part; the rest train. Each part
+    gets at least one patient."""
+    g = np.asarray(groups).reshape(-1)
+    patients = np.unique(g)
+    if patients.size < 3:
+        raise ValueError(
+            f"{patients.size} patient(s) among the real images: a patient-disjoint train/validation/test split "
+            "needs at least 3"
+        )
+    order = patients[torch.randperm(patients.size, generator=generator).numpy()]
+    target = max(1, round(0.2 * g.size))
+    test: list[int] = []
+    val: list[int] = []
+    train: list[int] = []
+    for i, p in enumerate(order):
+        left = patients.size - i  # patients not yet placed, this one included
+        members = np.flatnonzero(g == p).tolist()
+        if (len(test) < target and left > 2) or not test:
+            test += members
+        elif (len(val) < target and left > 1) or not val:
+            val += members
+        else:
+            train += members
+    return tuple(torch.tensor(sorted(x), dtype=torch.long) for x in (train, val, test))  # type: ignore[return-value]
+
+
 def train_classifier(
     reals_uint8: torch.Tensor,
     fakes_uint8: torch.Tensor,
@@ -119,8 +149,12 @@ def train_classifier(
     seed: int = 0,
     device: str | torch.device = "cpu",
     batch_size: int = CLASSIFIER_BATCH,
+    real_groups: np.ndarray | None = None,
 ) -> ClassifierReport:
-    """Train SimpleCNN on real (1) vs generated (0) uint8 images; the two sets must be equally large (balanced)."""
+    """Train SimpleCNN on real (1) vs generated (0) uint8 images; the two sets must be equally large (balanced).
+
+    ``real_groups`` (the patient of each real image) makes the real images' split patient-disjoint: no patient is
+    on two sides of train / validation / test. The generated images are split to the same part sizes."""
     if reals_uint8.shape[1:] != fakes_uint8.shape[1:]:
         raise ValueError(
             f"real images {tuple(reals_uint8.shape[1:])} and generated images "
@@ -142,11 +176,20 @@ def train_classifier(
     model = SimpleCNN(size).to(device)
     torch.set_rng_state(torch_state)
 
-    # stratified split: the same 60/20/20 cut of each class, so every part is balanced
+    # stratified split: the same 60/20/20 cut of each class, so every part is balanced; the real images' cut is
+    # by patient when their patients are known, and the generated images' parts then get the same sizes
+    if real_groups is None:
+        real_split = _split(reals_uint8.shape[0], g)
+        fake_split = _split(fakes_uint8.shape[0], g)
+    else:
+        real_split = _split_by_group(real_groups, g)
+        perm = torch.randperm(fakes_uint8.shape[0], generator=g)
+        cuts = np.cumsum([0, *(idx.numel() for idx in real_split)])
+        fake_split = tuple(perm[cuts[i] : cuts[i + 1]] for i in range(3))
     parts = {"train": [], "val": [], "test": []}
-    for images, label in ((reals_uint8, 1.0), (fakes_uint8, 0.0)):
+    for images, label, split in ((reals_uint8, 1.0, real_split), (fakes_uint8, 0.0, fake_split)):
         x = as_classifier_input(images)
-        for name, idx in zip(parts, _split(x.shape[0], g), strict=True):
+        for name, idx in zip(parts, split, strict=True):
             parts[name].append((x[idx], torch.full((idx.numel(),), label)))
     data = {k: (torch.cat([a for a, _ in v]), torch.cat([b for _, b in v])) for k, v in parts.items()}
 

@@ -240,13 +240,15 @@ def score_curve(
     n_boot: int,
     seed: int = 0,
     fixed_real: np.ndarray | None = None,
+    real_groups: np.ndarray | None = None,
     terms_out: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """The judge curve of one run: per epoch score, interval and both terms.
 
     ``fixed_real`` (per-image real terms computed once for this judge) is used unless ``quirks.single_batch`` asks
-    for a fresh real batch per epoch. ``terms_out``, when given, receives the per-image ``(real, fake)`` terms of
-    every epoch (for paired tests).
+    for a fresh real batch per epoch. ``real_groups`` (the patient of each real image) makes the real term's
+    bootstrap a cluster bootstrap over patients. ``terms_out``, when given, receives the per-image ``(real, fake)``
+    terms of every epoch (for paired tests).
     """
     curve: dict[str, list] = {k: [] for k in ("epochs", "score", "lo", "hi", "real_term", "fake_term")}
     n_fake = n_real = 0
@@ -254,7 +256,7 @@ def score_curve(
     if fixed_real is None and not quirks.single_batch:
         fixed_real = judge.real_terms(reals_uint8, quirks, batch_size=batch_size)
     if fixed_real is not None and not quirks.single_batch:
-        real_reps = mean_replicates(fixed_real, n_boot, seed)
+        real_reps = mean_replicates(fixed_real, n_boot, seed, groups=real_groups)
     for e in epochs:
         if quirks.single_batch:
             real = judge.real_terms(

@@ -4,7 +4,8 @@ Order of work (each expensive thing happens once):
 
 1. read every run's config and checkpoint list; load each judge (the final-epoch discriminator of a GAN run per
    image size) once;
-2. per image size: load the held-out real images (``test`` split, first ``eval.n_real``) once; the per-image real
+2. per image size: load the held-out real images once (``test`` split, ``eval.n_real`` images of a seeded sample of
+   whole patients, :func:`held_out_sample`; every bootstrap over them resamples patients); the per-image real
    terms of each judge are computed once (unless the original protocol's single random batch per epoch is on);
 3. per run and checkpoint: generated samples from the sample cache (:mod:`.samples`; a model is loaded only on a
    cache miss, and the last epoch's model is kept for the likelihood);
@@ -63,6 +64,7 @@ class _Run:
     result: dict[str, Any] = field(default_factory=dict)
     last_real_terms: np.ndarray | None = None
     real_key: str = ""  # name of the judge's real set in the paired bootstrap
+    real_clusters: stats.Clusters | None = None  # the patients of the judge's real set (cluster bootstrap)
     last_fake_terms: np.ndarray | None = None
     last_p_real: np.ndarray | None = None
     fake_features: np.ndarray | None = None
@@ -133,31 +135,65 @@ def _model_loader(run: _Run, device: torch.device):
     return load
 
 
+HELD_OUT_SEED = 20_260  # the seed of the held-out patient sample (one sample for every run, judge and metric)
+
+
+def held_out_sample(patient_ids: np.ndarray, n: int, seed: int = HELD_OUT_SEED) -> np.ndarray:
+    """Indices of ``n`` held-out images drawn by patient: patients in a seeded random order, each with all of its
+    images, until ``n`` images are reached (the last patient's images cut at ``n``); 0 or more than there are =
+    every image. A slice of the first names would come from a handful of patients (the first 1,024 NIH test
+    images are 64 of its 2,797 test patients)."""
+    ids = np.asarray(patient_ids)
+    if n <= 0 or n >= ids.size:
+        return np.arange(ids.size)
+    patients = np.unique(ids)
+    order = np.random.default_rng(seed).permutation(patients)
+    rank = np.empty(ids.size, dtype=np.int64)
+    position = {p: i for i, p in enumerate(order)}
+    rank[:] = [position[p] for p in ids]
+    return np.argsort(rank, kind="stable")[:n]  # by patient rank, each patient's images in name order
+
+
 class _Reals:
-    """Real images per (DataConfig, split), loaded once."""
+    """Real images (and their patients) per (DataConfig, split), loaded once. The held-out ``test`` images are a
+    seeded sample of whole patients (:func:`held_out_sample`); every bootstrap over them resamples patients."""
 
     def __init__(self, progress: bool):
-        self._memo: dict[tuple[DataConfig, str], torch.Tensor] = {}
+        self._memo: dict[tuple[DataConfig, str, int], tuple[torch.Tensor, np.ndarray]] = {}
         self.progress = progress
 
-    def get(self, data_cfg: DataConfig, split: str, n: int = 0) -> torch.Tensor:
+    def _load(self, data_cfg: DataConfig, split: str, n: int) -> tuple[torch.Tensor, np.ndarray]:
         from xrutils.data import load_images
 
         cfg = replace(data_cfg, hflip=False)
         if split == "test":
-            # the first n held-out images (sorted by name, as load_images keeps them); 0 = the whole split
-            cfg = replace(cfg, max_images=n)
-        key = (cfg, split)
+            cfg = replace(cfg, max_images=0)  # the whole split, then a sample of patients
+        key = (cfg, split, n if split == "test" else 0)
         if key not in self._memo:
-            images = load_images(cfg, split=split, progress=self.progress).images
+            found = load_images(cfg, split=split, progress=self.progress)
+            images, patients = found.images, found.patient_ids.numpy()
             if images.dtype != torch.uint8 or images.ndim != 4:
                 raise ValueError(
                     f"load_images returned {images.dtype} {tuple(images.shape)}; expected uint8 (N, 1, S, S)"
                 )
             if images.shape[0] == 0:
                 raise InputError(f"no real images in split {split!r} of data source {cfg.source!r}")
-            self._memo[key] = images
+            if split == "test":
+                keep = held_out_sample(patients, n)
+                images, patients = images[torch.from_numpy(keep)], patients[keep]
+            self._memo[key] = (images, patients)
         return self._memo[key]
+
+    def get(self, data_cfg: DataConfig, split: str, n: int = 0) -> torch.Tensor:
+        return self._load(data_cfg, split, n)[0]
+
+    def patients(self, data_cfg: DataConfig, split: str, n: int = 0) -> np.ndarray:
+        """The patient of each image :meth:`get` returns (the clusters of a cluster bootstrap)."""
+        return self._load(data_cfg, split, n)[1]
+
+    def counts(self, data_cfg: DataConfig, split: str, n: int = 0) -> dict[str, int]:
+        ids = self.patients(data_cfg, split, n)
+        return {"n_real": int(ids.size), "n_real_patients": int(np.unique(ids).size)}
 
 
 def _reference_data(runs: list[_Run], judges: dict[int, Judge]) -> dict[int, DataConfig]:
@@ -269,15 +305,15 @@ def _judge_step(
     for run in runs:
         j = judges[run.size]
         data = ref[run.size]
-        if quirks.train_split_reals:
-            real_imgs = reals.get(data, data.split if data.split != "test" else "train_val")
-        else:
-            real_imgs = reals.get(data, "test", ecfg.n_real)
+        real_set = (
+            (data, data.split if data.split != "test" else "train_val", 0)
+            if quirks.train_split_reals
+            else (data, "test", ecfg.n_real)
+        )
+        real_imgs, real_patients = reals.get(*real_set), reals.patients(*real_set)
         if not quirks.single_batch and run.size not in fixed:
             fixed[run.size] = j.real_terms(real_imgs, quirks, batch_size=ecfg.batch_size)
-            info[str(run.size)].update(
-                n_real=int(fixed[run.size].size), real_term=float(fixed[run.size].mean())
-            )
+            info[str(run.size)].update(**reals.counts(*real_set), real_term=float(fixed[run.size].mean()))
         family_range: Range = run.cache.value_range  # type: ignore[assignment]
         fakes = {e: run.samples[e][: ecfg.n_fake] for e in run.epochs}
         terms: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -292,6 +328,7 @@ def _judge_step(
             n_boot=ecfg.n_boot,
             seed=run.cfg.seed,
             fixed_real=fixed.get(run.size),
+            real_groups=None if quirks.single_batch else real_patients,
             terms_out=terms,
         )
         run.result["judge"] = {
@@ -304,6 +341,7 @@ def _judge_step(
         }
         # for the ranking's paired test: runs judged on the very same real images share (pair) that index set
         run.last_real_terms, run.last_fake_terms = terms[run.epochs[-1]]
+        run.real_clusters = None if quirks.single_batch else stats.Clusters(real_patients)
         run.real_key = (
             f"real:{run.size}:seed{run.cfg.seed}:e{run.epochs[-1]}"
             if quirks.single_batch
@@ -327,10 +365,17 @@ def _classifier_step(
         shares = _shares(real_imgs.shape[0], len(group))
         fakes = torch.cat([r.classifier_train[:k] for r, k in zip(group, shares, strict=True)])
         report = clf.train_classifier(
-            real_imgs, fakes, epochs=ecfg.classifier_epochs, lr=ecfg.classifier_lr, seed=0, device=device
+            real_imgs,
+            fakes,
+            epochs=ecfg.classifier_epochs,
+            lr=ecfg.classifier_lr,
+            seed=0,
+            device=device,
+            real_groups=reals.patients(ref[size], "test", ecfg.n_real),
         )
         info[str(size)] = {
             **report.to_dict(),
+            **reals.counts(ref[size], "test", ecfg.n_real),
             "runs": [r.name for r in group],
             "fakes_per_run": dict(zip([r.name for r in group], shares, strict=True)),
         }
@@ -441,9 +486,9 @@ def _fd_curve_step(
             "fd": fd,
             "fd8": fd8,
             "n_fake": int(min(ecfg.n_fake, run.samples[run.epochs[-1]].shape[0])),
-            "n_real": int(test.shape[0]),
+            **reals.counts(data, "test", ecfg.n_real),
             "feature_extractor": ex.name,
-            "real": f"{data.source} test split",
+            "real": f"{data.source} test split, a seeded sample of whole patients",
         }
 
 
@@ -549,11 +594,16 @@ def _seed_summary(group: list[_Run]) -> dict[str, Any]:
 
 
 def _rank(
-    groups: dict[str, list[_Run]], criterion: str, n_boot: int, real_features: dict[int, np.ndarray]
+    groups: dict[str, list[_Run]],
+    criterion: str,
+    n_boot: int,
+    real_features: dict[int, np.ndarray],
+    real_clusters: dict[int, stats.Clusters] | None = None,
 ) -> dict[str, Any] | None:
     """Order the groups by one criterion and test each adjacent gap with a paired bootstrap."""
     higher = criterion != "fd"
-    sizes: dict[str, int] = {}
+    real_clusters = real_clusters or {}
+    sizes: dict[str, int | stats.Clusters] = {}
     stat_of = {}
     for gname, group in groups.items():
         for r in group:
@@ -568,14 +618,14 @@ def _rank(
         for r in group:
             if criterion == "judge":
                 sizes[f"fake:{r.name}"] = r.last_fake_terms.size
-                sizes[r.real_key] = r.last_real_terms.size
+                sizes[r.real_key] = r.real_clusters or r.last_real_terms.size  # by patient
             elif criterion == "classifier":
                 sizes[f"fake:{r.name}"] = r.last_p_real.size
             else:
                 sizes[f"fake:{r.name}"] = r.fake_features.shape[0]
-                sizes[f"feat:{r.size}"] = real_features[r.size].shape[0]
+                sizes[f"feat:{r.size}"] = real_clusters.get(r.size) or real_features[r.size].shape[0]
         stat_of[gname] = _make_stat(gname, group, criterion, real_features)
-    ident = {k: np.arange(n) for k, n in sizes.items()}
+    ident = stats.identity_indices(sizes)
     values = {g: float(stat_of[g](ident)) for g in groups}
     order = sorted(values, key=lambda g: -values[g] if higher else values[g])
     gaps = []
@@ -694,8 +744,11 @@ def evaluate(
     result["groups"] = {g: _seed_summary(members) for g, members in groups.items()}
     result["ranking"] = {"units": {g: [r.name for r in m] for g, m in groups.items()}}
     if len(groups) > 1:
+        real_clusters = {  # the FD's real set, resampled by patient
+            size: stats.Clusters(reals.patients(ref[size], "test", ecfg.n_real)) for size in real_features
+        }
         for criterion in ("judge", "classifier", "fd"):
-            ranked = _rank(groups, criterion, ecfg.n_boot, real_features)
+            ranked = _rank(groups, criterion, ecfg.n_boot, real_features, real_clusters)
             if ranked is not None:
                 result["ranking"][criterion] = ranked
     result = _finite(result)

@@ -9,6 +9,9 @@ The thesis reports single-batch values with no interval and admits that no stati
   (``{"real:judge64": idx, "fake:gan__baseline": idx}``); one replicate draws every named set once, so two
   statistics that share a set (the same held-out real images, the same seeds) are resampled *together*: the shared
   noise cancels in their gap. That is the paired bootstrap; sets a statistic does not share are independent.
+* :class:`Clusters`: images of one patient are not independent, so every bootstrap over held-out real images
+  resamples patients (a cluster bootstrap: whole patients drawn with replacement), in :func:`mean_replicates`,
+  :func:`bootstrap_mean` and any index set of :func:`bootstrap` given as ``Clusters``.
 * :func:`seed_interval`: mean and Student-t 95% interval over independent training seeds of one configuration
   (a bootstrap over two or three seeds would be meaningless).
 
@@ -42,20 +45,74 @@ def _as_1d(values: np.ndarray | list[float], name: str) -> np.ndarray:
     return a
 
 
-def mean_replicates(values: np.ndarray | list[float], n_boot: int, seed: int) -> np.ndarray:
-    """``n_boot`` bootstrap replicates of the mean of ``values`` (vectorised: one index matrix)."""
+class Clusters:
+    """The cluster (patient) of each element of a sample: a cluster bootstrap draws whole clusters with
+    replacement, so images of one patient, which are not independent, move together."""
+
+    def __init__(self, groups: np.ndarray | list):
+        g = np.asarray(groups).reshape(-1)
+        if g.size == 0:
+            raise ValueError("Clusters: no elements")
+        _, self.codes = np.unique(g, return_inverse=True)
+        self.n_clusters = int(self.codes.max()) + 1
+        order = np.argsort(self.codes, kind="stable")
+        self.members = np.split(order, np.cumsum(np.bincount(self.codes, minlength=self.n_clusters))[:-1])
+        self.counts = np.array([m.size for m in self.members])
+
+    @property
+    def size(self) -> int:
+        return int(self.codes.size)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """Element indices of one replicate: ``n_clusters`` clusters drawn with replacement, all their members."""
+        picked = rng.integers(0, self.n_clusters, size=self.n_clusters)
+        return np.concatenate([self.members[c] for c in picked])
+
+
+def _groups(groups: np.ndarray | list | Clusters | None, n: int) -> Clusters | None:
+    if groups is None:
+        return None
+    c = groups if isinstance(groups, Clusters) else Clusters(groups)
+    if c.size != n:
+        raise ValueError(f"{c.size} cluster labels for {n} values")
+    return c
+
+
+def mean_replicates(
+    values: np.ndarray | list[float],
+    n_boot: int,
+    seed: int,
+    groups: np.ndarray | list | Clusters | None = None,
+) -> np.ndarray:
+    """``n_boot`` bootstrap replicates of the mean of ``values`` (vectorised). With ``groups`` (the cluster of
+    each value, e.g. its patient) a cluster bootstrap: each replicate is the mean over resampled whole clusters."""
     a = _as_1d(values, "mean_replicates")
-    idx = _rng(seed).integers(0, a.size, size=(n_boot, a.size))
-    return a[idx].mean(axis=1)
+    c = _groups(groups, a.size)
+    rng = _rng(seed)
+    if c is None:
+        idx = rng.integers(0, a.size, size=(n_boot, a.size))
+        return a[idx].mean(axis=1)
+    sums = np.bincount(c.codes, weights=a, minlength=c.n_clusters)
+    picked = rng.integers(0, c.n_clusters, size=(n_boot, c.n_clusters))
+    return sums[picked].sum(axis=1) / c.counts[picked].sum(axis=1)
 
 
 def bootstrap_mean(
-    values: np.ndarray | list[float], *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
+    values: np.ndarray | list[float],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = ALPHA,
+    groups: np.ndarray | list | Clusters | None = None,
 ) -> dict[str, float]:
-    """Mean of ``values`` with a percentile-bootstrap interval: ``{"value", "lo", "hi", "n"}``."""
+    """Mean of ``values`` with a percentile-bootstrap interval: ``{"value", "lo", "hi", "n"}`` (plus
+    ``"clusters"`` for a cluster bootstrap over ``groups``)."""
     a = _as_1d(values, "bootstrap_mean")
-    lo, hi = _percentiles(mean_replicates(a, n_boot, seed), alpha)
-    return {"value": float(a.mean()), "lo": lo, "hi": hi, "n": int(a.size)}
+    lo, hi = _percentiles(mean_replicates(a, n_boot, seed, groups), alpha)
+    out = {"value": float(a.mean()), "lo": lo, "hi": hi, "n": int(a.size)}
+    if groups is not None:
+        out["clusters"] = _groups(groups, a.size).n_clusters
+    return out
 
 
 def bootstrap_sum_of_means(
@@ -85,22 +142,33 @@ def bootstrap_sum_of_means(
 Statistic = Callable[[Mapping[str, np.ndarray]], float]
 
 
-def _identity_indices(sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
-    return {k: np.arange(n) for k, n in sizes.items()}
+# an index set is given by its size (its elements are independent) or by its Clusters (resampled by cluster)
+IndexSet = int | Clusters
 
 
-def _draw(rng: np.random.Generator, sizes: Mapping[str, int]) -> dict[str, np.ndarray]:
-    return {k: rng.integers(0, n, size=n) for k, n in sizes.items()}
+def _n(spec: IndexSet) -> int:
+    return spec.size if isinstance(spec, Clusters) else int(spec)
+
+
+def identity_indices(sizes: Mapping[str, IndexSet]) -> dict[str, np.ndarray]:
+    return {k: np.arange(_n(n)) for k, n in sizes.items()}
+
+
+def _draw(rng: np.random.Generator, sizes: Mapping[str, IndexSet]) -> dict[str, np.ndarray]:
+    return {
+        k: n.draw(rng) if isinstance(n, Clusters) else rng.integers(0, n, size=n) for k, n in sizes.items()
+    }
 
 
 def bootstrap(
-    stat: Statistic, sizes: Mapping[str, int], *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
+    stat: Statistic, sizes: Mapping[str, IndexSet], *, n_boot: int = 1000, seed: int = 0, alpha: float = ALPHA
 ) -> dict[str, float]:
-    """Percentile interval of ``stat`` when every named index set in ``sizes`` is resampled with replacement."""
+    """Percentile interval of ``stat`` when every named index set in ``sizes`` is resampled with replacement
+    (a set given as :class:`Clusters` by whole clusters)."""
     for k, n in sizes.items():
-        if n < 1:
+        if _n(n) < 1:
             raise ValueError(f"bootstrap: index set {k!r} is empty")
-    value = float(stat(_identity_indices(sizes)))
+    value = float(stat(identity_indices(sizes)))
     rng = _rng(seed)
     reps = np.array([stat(_draw(rng, sizes)) for _ in range(n_boot)], dtype=np.float64)
     lo, hi = _percentiles(reps, alpha)
@@ -110,7 +178,7 @@ def bootstrap(
 def paired_bootstrap(
     stat_a: Statistic,
     stat_b: Statistic,
-    sizes: Mapping[str, int],
+    sizes: Mapping[str, IndexSet],
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -121,7 +189,7 @@ def paired_bootstrap(
     Returns ``{"gap", "lo", "hi", "p_value", "n_boot"}``: the observed gap, its 95% percentile interval and the
     two-sided bootstrap p-value of "no gap".
     """
-    gap = float(stat_a(_identity_indices(sizes)) - stat_b(_identity_indices(sizes)))
+    gap = float(stat_a(identity_indices(sizes)) - stat_b(identity_indices(sizes)))
     rng = _rng(seed)
     reps = np.empty(n_boot, dtype=np.float64)
     for i in range(n_boot):
