@@ -441,10 +441,15 @@ def test_evaluate_command_writes_complete_finite_json(tiny_runs, tmp_path):
     assert res["runs"]["vae"]["metrics"]["bpd"] > 0 and res["runs"]["gan"]["metrics"]["bpd"] is None
     assert res["runs"]["vae"]["judge"]["fake_range"] == [0.0, 1.0]
     assert res["groups"]["gan__tiny"]["n_seeds"] == 2 and "judge" in res["groups"]["gan__tiny"]
+    assert list(res["ranking"]["by_size"]) == ["32"]  # one ranking per image size, never across sizes
     for criterion in ("judge", "classifier", "fd"):
-        rank = res["ranking"][criterion]
+        rank = res["ranking"]["by_size"]["32"][criterion]
         assert sorted(rank["order"]) == ["gan__tiny", "vae__tiny"]
-        assert 0 < rank["gaps"][0]["p_value"] <= 1
+        gap = rank["gaps"][0]
+        assert 0 < gap["p_value"] <= gap["p_holm"] <= 1
+        assert (
+            gap["variance"] == "evaluation samples only" and gap["significant"] is False
+        )  # vae has one seed
 
 
 def test_evaluate_original_protocol_reuses_samples(tiny_runs, tmp_path):

@@ -157,9 +157,15 @@ def test_summary_names_the_best_run_and_whether_the_gap_is_clear():
         "gan__lr1e-5": {"judge": _curve([1.0, 1.5]), "judge_size": 64},
     }
     text = "\n".join(studies.judge_summary(runs))
-    assert "Best: **GAN baseline" in text and "clearly above" in text
+    assert "Best: **GAN baseline" in text and "lies above" in text and "one training seed" in text
+    assert "clearly" not in text and "significant" not in text  # one seed: no such claim (issue 10)
     runs["gan__lr1e-5"]["judge"] = _curve([1.0, 1.95])
     assert "overlaps" in "\n".join(studies.judge_summary(runs))
+    runs["gan__size32"] = {"judge": _curve([1.0, 1.0]), "judge_size": 32}  # another judge: never compared
+    runs["gan__lr1e-5"]["judge_size"] = 32
+    assert "Best:" not in "\n".join(
+        studies.judge_summary({k: runs[k] for k in ("gan__baseline", "gan__size32")})
+    )
     assert studies.judge_summary({}) == ["No judge scores were computed."]
 
 

@@ -256,3 +256,10 @@ def test_clusters_draw_whole_patients_in_paired_bootstraps():
     assert both["gap"] == pytest.approx(1.0) and both["lo"] == pytest.approx(1.0)  # shared draws cancel
     with pytest.raises(ValueError, match="5 cluster labels for 4 values"):
         stats.bootstrap_mean([1.0, 2.0, 3.0, 4.0], groups=[0, 0, 1, 1, 2])
+
+
+def test_holm_adjusts_step_down_and_stays_monotone():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert stats.holm([0.5]) == [0.5] and stats.holm([]) == []
+    assert stats.holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([0.02, 0.3]) == pytest.approx([0.04, 0.3])

@@ -633,7 +633,21 @@ def _rank(
         test = stats.paired_bootstrap(stat_of[a], stat_of[b], sizes, n_boot=n_boot, seed=i)
         if not higher:  # report the gap as "better minus worse" in the criterion's own direction
             test = {**test, "gap": -test["gap"], "lo": -test["hi"], "hi": -test["lo"]}
-        gaps.append({"better": a, "worse": b, **test, "significant": bool(test["p_value"] < stats.ALPHA)})
+        with_seeds = len(groups[a]) > 1 and len(groups[b]) > 1
+        gaps.append(
+            {
+                "better": a,
+                "worse": b,
+                **test,
+                "variance": "training seeds and evaluation samples"
+                if with_seeds
+                else "evaluation samples only",
+            }
+        )
+    # "significant" needs a test that includes the training seeds' variance, Holm-corrected over the gaps
+    for g, p_holm in zip(gaps, stats.holm([g["p_value"] for g in gaps]), strict=True):
+        g["p_holm"] = p_holm
+        g["significant"] = bool(g["variance"].startswith("training seeds") and p_holm < stats.ALPHA)
     return {"higher_is_better": higher, "order": order, "values": values, "gaps": gaps}
 
 
@@ -742,15 +756,22 @@ def evaluate(
         }
     groups = _groups(runs)
     result["groups"] = {g: _seed_summary(members) for g, members in groups.items()}
-    result["ranking"] = {"units": {g: [r.name for r in m] for g, m in groups.items()}}
-    if len(groups) > 1:
-        real_clusters = {  # the FD's real set, resampled by patient
-            size: stats.Clusters(reals.patients(ref[size], "test", ecfg.n_real)) for size in real_features
-        }
+    # one ranking per image size: runs of different sizes meet different judges, classifiers and encoders, so
+    # no score, gap or p-value is ever computed across sizes
+    result["ranking"] = {"units": {g: [r.name for r in m] for g, m in groups.items()}, "by_size": {}}
+    real_clusters = {  # the FD's real set, resampled by patient
+        size: stats.Clusters(reals.patients(ref[size], "test", ecfg.n_real)) for size in real_features
+    }
+    for size in sorted({r.size for r in runs}):
+        same = {g: m for g, m in groups.items() if m[0].size == size}
+        if len(same) < 2:
+            continue
+        ranked_here = {}
         for criterion in ("judge", "classifier", "fd"):
-            ranked = _rank(groups, criterion, ecfg.n_boot, real_features, real_clusters)
+            ranked = _rank(same, criterion, ecfg.n_boot, real_features, real_clusters)
             if ranked is not None:
-                result["ranking"][criterion] = ranked
+                ranked_here[criterion] = ranked
+        result["ranking"]["by_size"][str(size)] = ranked_here
     result = _finite(result)
 
     if store:

@@ -201,6 +201,18 @@ def paired_bootstrap(
     return {"gap": gap, "lo": lo, "hi": hi, "p_value": p, "n_boot": int(n_boot)}
 
 
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), in the order given."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # several seeds of one configuration
 

@@ -176,8 +176,13 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
     for name, (score, lo, hi, epoch) in ranked:
         size = runs[name].get("judge_size", runs[name].get("image_size", "?"))
         lines.append(f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge)")
-    if len(ranked) > 1:
-        (best, b), (second, s) = ranked[0], ranked[1]
+    best, b = ranked[0]
+    best_size = runs[best].get("judge_size", runs[best].get("image_size"))
+    same = [
+        (n, v) for n, v in ranked[1:] if runs[n].get("judge_size", runs[n].get("image_size")) == best_size
+    ]
+    if same:  # compared only with a run the same judge scored
+        second, s = same[0]
         overlap = b[1] <= s[2]
         lines += [
             "",
@@ -185,7 +190,8 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
             + (
                 f"; its interval overlaps {label(second)}'s, so the gap is not clear at this sample size."
                 if overlap
-                else f", clearly above {label(second)} (intervals do not overlap)."
+                else f"; its interval lies above {label(second)}'s. The intervals cover evaluation samples "
+                "only (one training seed each): another seed may reorder them."
             ),
         ]
         sizes = {runs[n].get("judge_size") for n in finals}
@@ -218,26 +224,35 @@ def classifier_summary(runs: dict[str, Any]) -> list[str]:
 
 
 def ranking_summary(ranking: dict[str, Any]) -> list[str]:
-    """The evaluator's ranking per criterion with its paired bootstrap test of each adjacent gap."""
+    """The evaluator's ranking per image size and criterion, with the paired bootstrap test of each adjacent gap.
+
+    Sizes are never mixed (each has its own judge, classifier and encoder). A gap is called significant only when
+    the test includes the training seeds' variance (several seeds per run) and survives Holm's correction; with one
+    seed a gap says how large it is against evaluation noise, and no more."""
     names = {"judge": "discriminator judge", "classifier": "classifier score", "fd": "Fréchet distance"}
     lines: list[str] = []
-    for criterion, title in names.items():
-        r = ranking.get(criterion)
-        if not isinstance(r, dict) or not r.get("order"):
-            continue
-        gaps = []
-        for g in r.get("gaps", []):
-            verdict = "significant" if g.get("significant") else "not significant"
-            gaps.append(
-                f"{label(g['better'])} > {label(g['worse'])}: gap {g['gap']:.3g} "
-                f"[{g['lo']:.3g}, {g['hi']:.3g}], p = {g['p_value']:.3g} ({verdict})"
-            )
-        lines += [
-            "",
-            f"Ranking by {title} ({'higher' if r.get('higher_is_better') else 'lower'} is better; paired "
-            "bootstrap over samples): " + " > ".join(label(n) for n in r["order"]),
-        ]
-        lines += [f"- {g}" for g in gaps]
+    for size, per in sorted((ranking.get("by_size") or {}).items(), key=lambda kv: int(kv[0])):
+        for criterion, title in names.items():
+            r = per.get(criterion)
+            if not isinstance(r, dict) or not r.get("order"):
+                continue
+            gaps = []
+            for g in r.get("gaps", []):
+                if g.get("variance", "").startswith("training seeds"):
+                    verdict = "significant" if g.get("significant") else "not significant"
+                    verdict += f", seeds and samples, Holm p = {g.get('p_holm', g['p_value']):.3g}"
+                else:
+                    verdict = "one training seed: evaluation noise only, no significance claim"
+                gaps.append(
+                    f"{label(g['better'])} > {label(g['worse'])}: gap {g['gap']:.3g} "
+                    f"[{g['lo']:.3g}, {g['hi']:.3g}], p = {g['p_value']:.3g} ({verdict})"
+                )
+            lines += [
+                "",
+                f"Ranking at {size}x{size} by {title} ({'higher' if r.get('higher_is_better') else 'lower'} is "
+                "better; paired bootstrap): " + " > ".join(label(n) for n in r["order"]),
+            ]
+            lines += [f"- {g}" for g in gaps]
     return lines
 
 
