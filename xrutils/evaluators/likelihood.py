@@ -25,9 +25,17 @@ def has_likelihood(model: Any) -> bool:
 
 
 def bits_per_dim(
-    model: Any, reals_uint8: torch.Tensor, *, batch_size: int, n_boot: int, seed: int = 0, family: str = ""
+    model: Any,
+    reals_uint8: torch.Tensor,
+    *,
+    batch_size: int,
+    n_boot: int,
+    seed: int = 0,
+    family: str = "",
+    groups: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
-    """``{"value", "lo", "hi", "n", "kind"}`` for a model with ``bits_per_dim``, else None."""
+    """``{"value", "lo", "hi", "n", "kind"}`` for a model with ``bits_per_dim``, else None; ``groups`` (the
+    patient of each image) makes the interval a cluster bootstrap over patients."""
     if not has_likelihood(model):
         return None
     values = []
@@ -44,4 +52,7 @@ def bits_per_dim(
     v = torch.cat(values).numpy()
     if not np.isfinite(v).all():
         raise ValueError(f"{type(model).__name__}.bits_per_dim returned non-finite values")
-    return {**bootstrap_mean(v, n_boot=n_boot, seed=seed), "kind": BOUND_KIND.get(family, "model-defined")}
+    return {
+        **bootstrap_mean(v, n_boot=n_boot, seed=seed, groups=groups),
+        "kind": BOUND_KIND.get(family, "model-defined"),
+    }

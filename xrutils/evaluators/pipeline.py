@@ -522,7 +522,13 @@ def _metrics_step(
         # likelihood on held-out reals (VAE: ELBO bound; PixelCNN: exact)
         model = run.cache.load_model(last)
         bpd = likelihood.bits_per_dim(
-            model, test, batch_size=ecfg.batch_size, n_boot=ecfg.n_boot, seed=run.cfg.seed, family=run.family
+            model,
+            test,
+            batch_size=ecfg.batch_size,
+            n_boot=ecfg.n_boot,
+            seed=run.cfg.seed,
+            family=run.family,
+            groups=reals.patients(data, "test", ecfg.n_real),
         )
         m["bpd"] = bpd["value"] if bpd else None
         m["bpd_detail"] = bpd
