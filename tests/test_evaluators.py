@@ -564,3 +564,15 @@ def test_classifier_split_is_patient_disjoint(reals):
     assert len(test) >= 12 and len(val) >= 12  # 20 % each, rounded up to whole patients
     with pytest.raises(ValueError, match="needs at least 3"):
         clf._split_by_group(np.array([1, 1, 2, 2]), torch.Generator())
+
+
+def test_judge_validity_recovers_the_discriminators_accuracy_and_auc():
+    from xrutils.evaluators.judge import judge_validity
+
+    d_real = np.array([0.9, 0.8, 0.6, 0.4])  # D's outputs: three of four reals called real
+    d_fake = np.array([0.1, 0.3, 0.7, 0.2])  # three of four fakes called fake
+    v = judge_validity(-np.log(d_real), -np.log(1 - d_fake))  # the per-image BCE terms the judge stores
+    assert v["accuracy"] == pytest.approx(0.75)
+    assert v["auc"] == pytest.approx(14 / 16)  # 14 of the 16 (real, fake) pairs ordered correctly
+    chance = judge_validity(-np.log(np.full(8, 0.5)), -np.log(np.full(8, 0.5)))
+    assert chance["auc"] == pytest.approx(0.5)

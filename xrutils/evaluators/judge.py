@@ -223,6 +223,19 @@ def judge_point(
     }
 
 
+def judge_validity(real_terms: np.ndarray, fake_terms: np.ndarray) -> dict[str, float]:
+    """How well the judge tells the held-out real images from the run's samples: balanced accuracy at D = 0.5 and
+    ROC AUC of its outputs, recovered from the per-image BCE terms (``D(real) = exp(-term)``,
+    ``D(fake) = 1 - exp(-term)``). A judge near 0.5 on both cannot tell them apart, so its loss curve measures
+    little; the thesis never reported this."""
+    from sklearn.metrics import roc_auc_score
+
+    d_real, d_fake = np.exp(-np.asarray(real_terms)), 1.0 - np.exp(-np.asarray(fake_terms))
+    accuracy = 0.5 * (float((d_real > 0.5).mean()) + float((d_fake < 0.5).mean()))
+    y = np.r_[np.ones(d_real.size), np.zeros(d_fake.size)]
+    return {"accuracy": accuracy, "auc": float(roc_auc_score(y, np.r_[d_real, d_fake]))}
+
+
 def real_batch_generator(seed: int, epoch: int) -> torch.Generator:
     """The generator of the single random real batch of an epoch (original protocol): one per (seed, epoch)."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -243,14 +256,17 @@ def score_curve(
     real_groups: np.ndarray | None = None,
     terms_out: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """The judge curve of one run: per epoch score, interval and both terms.
+    """The judge curve of one run: per epoch score, interval, both terms, and the judge's own validity (its
+    real-vs-fake accuracy and AUC on these images, :func:`judge_validity`).
 
     ``fixed_real`` (per-image real terms computed once for this judge) is used unless ``quirks.single_batch`` asks
     for a fresh real batch per epoch. ``real_groups`` (the patient of each real image) makes the real term's
     bootstrap a cluster bootstrap over patients. ``terms_out``, when given, receives the per-image ``(real, fake)``
     terms of every epoch (for paired tests).
     """
-    curve: dict[str, list] = {k: [] for k in ("epochs", "score", "lo", "hi", "real_term", "fake_term")}
+    curve: dict[str, list] = {
+        k: [] for k in ("epochs", "score", "lo", "hi", "real_term", "fake_term", "accuracy", "auc")
+    }
     n_fake = n_real = 0
     real_reps = None
     if fixed_real is None and not quirks.single_batch:
@@ -268,9 +284,12 @@ def score_curve(
         fake = judge.fake_terms(fakes_by_epoch[e], src_range, quirks, batch_size=batch_size)
         if terms_out is not None:
             terms_out[e] = (real, fake)
-        pt = judge_point(real, fake, n_boot=n_boot, seed=seed + e, real_replicates=reps)
+        pt = {
+            **judge_point(real, fake, n_boot=n_boot, seed=seed + e, real_replicates=reps),
+            **judge_validity(real, fake),
+        }
         curve["epochs"].append(e)
-        for k in ("score", "lo", "hi", "real_term", "fake_term"):
+        for k in ("score", "lo", "hi", "real_term", "fake_term", "accuracy", "auc"):
             curve[k].append(pt[k])
         n_fake, n_real = pt["n_fake"], pt["n_real"]
     return {**curve, "n_fake": n_fake, "n_real": n_real}

@@ -175,7 +175,11 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
     ]
     for name, (score, lo, hi, epoch) in ranked:
         size = runs[name].get("judge_size", runs[name].get("image_size", "?"))
-        lines.append(f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge)")
+        j = runs[name].get("judge") or {}
+        valid = f"; the judge's real-vs-fake AUC {j['auc'][-1]:.2f}" if j.get("auc") else ""
+        lines.append(
+            f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge{valid})"
+        )
     best, b = ranked[0]
     best_size = runs[best].get("judge_size", runs[best].get("image_size"))
     same = [
