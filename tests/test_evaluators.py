@@ -576,3 +576,20 @@ def test_judge_validity_recovers_the_discriminators_accuracy_and_auc():
     assert v["auc"] == pytest.approx(14 / 16)  # 14 of the 16 (real, fake) pairs ordered correctly
     chance = judge_validity(-np.log(np.full(8, 0.5)), -np.log(np.full(8, 0.5)))
     assert chance["auc"] == pytest.approx(0.5)
+
+
+def test_a_source_without_patients_counts_each_image_as_one(monkeypatch):
+    """ChestMNIST has no patient ids (-1): the held-out sample, the cluster bootstrap and the classifier split
+    then treat every image as its own patient instead of one patient holding them all."""
+    from types import SimpleNamespace
+
+    from xrutils.config import DataConfig
+    from xrutils.evaluators import pipeline
+
+    images = torch.zeros(10, 1, 16, 16, dtype=torch.uint8)
+    fake = SimpleNamespace(images=images, patient_ids=torch.full((10,), -1, dtype=torch.int64))
+    monkeypatch.setattr("xrutils.data.load_images", lambda cfg, split, progress: fake)
+    reals = pipeline._Reals(progress=False)
+    ids = reals.patients(DataConfig(), "test", 6)
+    assert ids.size == 6 and np.unique(ids).size == 6
+    assert reals.counts(DataConfig(), "test", 6) == {"n_real": 6, "n_real_patients": 6}

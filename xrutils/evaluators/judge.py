@@ -8,10 +8,11 @@ Corrected protocol (default):
 
 * D in eval mode (BatchNorm running statistics), under ``no_grad``;
 * every family's fakes mapped into D's input range [-1, 1] with :func:`xrutils.data.ranges.convert`;
-* the real term over a fixed held-out real set (the ``test`` split, first ``eval.n_real`` images), averaged over
-  all its batches; it is the same for every run and epoch judged by this D, so it is computed once;
+* the real term over a fixed held-out real set (the ``test`` split, ``eval.n_real`` images of a seeded sample of
+  whole patients), averaged over all its batches; it is the same for every run and epoch judged by this D, so it
+  is computed once;
 * the fake term over ``eval.n_fake`` samples;
-* a 95% bootstrap interval per point (per-image BCE terms of both sets resampled independently).
+* a 95% bootstrap interval per point (the two sets resampled independently, the real images by patient).
 
 ``protocol="original"`` reproduces the quirks of the original scripts (spec §4.1, §6 #13, #14), each switchable
 alone through :class:`Quirks`: train-mode BatchNorm (batch statistics; the BN buffers are restored afterwards,

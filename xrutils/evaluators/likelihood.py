@@ -3,8 +3,8 @@
 Only the VAE and the PixelCNN define a likelihood. The PixelCNN's is exact (a product of 256-way softmaxes over
 the pixels); the VAE's is the negative ELBO, an upper bound on its true bits/dim (see ``xrutils.models.vae``). The
 GAN has no likelihood and the DDPM's variational bound needs a full pass over its 1,000 timesteps per image, so
-both report ``None``. The value is the mean over the held-out ``test`` split (first ``eval.n_real`` images) with a
-bootstrap interval over images; lower is better.
+both report ``None``. The value is the mean over the held-out ``test`` images (``eval.n_real`` of a seeded sample of
+whole patients) with a bootstrap interval over patients; lower is better.
 """
 
 from __future__ import annotations

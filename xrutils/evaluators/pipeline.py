@@ -178,6 +178,8 @@ class _Reals:
                 )
             if images.shape[0] == 0:
                 raise InputError(f"no real images in split {split!r} of data source {cfg.source!r}")
+            if (patients < 0).any():  # a source without patients (ChestMNIST): each image its own patient
+                patients = np.where(patients < 0, -1 - np.arange(patients.size), patients)
             if split == "test":
                 keep = held_out_sample(patients, n)
                 images, patients = images[torch.from_numpy(keep)], patients[keep]

@@ -281,7 +281,7 @@ def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
         ax.set_ylabel(JUDGE_YLABEL, fontsize=8)
     fig.suptitle(
         "Same checkpoints, two protocols: original (train-mode BN, one batch of 128, unmatched value "
-        "ranges) vs corrected (eval mode, matched ranges, held-out reals, many samples, intervals)",
+        "ranges, training-split reals) vs corrected (eval mode, matched ranges, held-out reals, many samples, intervals)",
         fontsize=9,
     )
     fig.tight_layout()

@@ -482,7 +482,7 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         "protocols",
         "compare",
         "Supplementary: the discriminator judge under the original "
-        "protocol (train-mode BatchNorm, one batch of 128, unmatched value ranges) next to the "
+        "protocol (train-mode BatchNorm, one batch of 128, unmatched value ranges, training-split reals) next to the "
         "corrected one, for the selected models.",
         ("gan__baseline", "vae__size32", "pixelcnn__baseline", "ddpm__size32"),
         note="Not a thesis figure: shows how much of the thesis's curves the protocol explains.",
