@@ -441,6 +441,8 @@ def test_evaluate_command_writes_complete_finite_json(tiny_runs, tmp_path):
     assert res["runs"]["vae"]["metrics"]["bpd"] > 0 and res["runs"]["gan"]["metrics"]["bpd"] is None
     assert res["runs"]["vae"]["judge"]["fake_range"] == [0.0, 1.0]
     assert res["groups"]["gan__tiny"]["n_seeds"] == 2 and "judge" in res["groups"]["gan__tiny"]
+    assert "seed variance" in res["groups"]["gan__tiny"]["interval"]  # each interval says what it covers
+    assert "reals by patient" in res["runs"]["gan"]["judge"]["interval"]
     assert list(res["ranking"]["by_size"]) == ["32"]  # one ranking per image size, never across sizes
     for criterion in ("judge", "classifier", "fd"):
         rank = res["ranking"]["by_size"]["32"][criterion]

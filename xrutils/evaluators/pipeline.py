@@ -335,6 +335,10 @@ def _judge_step(
         )
         run.result["judge"] = {
             **curve,
+            "interval": "95% bootstrap over evaluation samples (fakes by image, reals by patient); one training "
+            "seed, so no training-seed variance"
+            if not quirks.single_batch
+            else "95% bootstrap over one batch of each (original protocol); one training seed",
             "judge_run": j.run_dir,
             "judge_epoch": j.epoch,
             "protocol": quirks.name,
@@ -402,6 +406,7 @@ def _classifier_step(
                     run.last_p_real = p
             run.result["classifier"] = {
                 **out,
+                "interval": "95% bootstrap over the scored samples; one training seed, one classifier seed",
                 "n": n,
                 "test_accuracy": report.test_accuracy,
                 "roc_auc": report.roc_auc,
@@ -577,6 +582,10 @@ def _seed_summary(group: list[_Run]) -> dict[str, Any]:
         "runs": [r.name for r in group],
         "seeds": [r.cfg.seed for r in group],
         "n_seeds": len(group),
+        "interval": "95% Student t over the training seeds' values (seed variance; each value's own evaluation "
+        "noise included once)"
+        if len(group) > 1
+        else "one training seed: no seed interval",
     }
     for judge_key in ("judge", "classifier"):
         if all(judge_key in r.result for r in group):
