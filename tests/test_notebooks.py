@@ -157,8 +157,8 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _make(build: dict, *args: str, target: str = "figures-all") -> subprocess.CompletedProcess:
-    cmd = [
+def _make_cmd(build: dict, *args: str, target: str = "figures-all") -> list[str]:
+    return [
         "make",
         "--no-print-directory",
         "-f",
@@ -171,6 +171,10 @@ def _make(build: dict, *args: str, target: str = "figures-all") -> subprocess.Co
         f"FIGURES_STAMPDIR={build['stamps']}",
         *args,
     ]
+
+
+def _make(build: dict, *args: str, target: str = "figures-all") -> subprocess.CompletedProcess:
+    cmd = _make_cmd(build, *args, target=target)
     return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=1500)
 
 
@@ -452,11 +456,7 @@ def test_make_killed_at_random_points_finishes_on_rerun_without_training_from_sc
     }
     assert _make(build, target="figures-rules").returncode == 0
     _pretrain(build["runs"])  # the model notebooks of NOTEBOOK_RUNS and every study are left to make
-    cmd = [
-        "make", "--no-print-directory", "-f", "make/figures.mk", "figures-all", "-j2", "PROFILE=smoke",
-        f"PY={sys.executable}", f"RUNDIR={build['runs']}", f"FIGDIR={build['figs']}",
-        f"FIGURES_STAMPDIR={build['stamps']}",
-    ]  # fmt: skip
+    cmd = _make_cmd(build, "-j2")
     rng = random.Random(12)
     first_checkpoints: dict[Path, int] = {}
     for _ in range(3):

@@ -132,8 +132,8 @@ class EvalConfig:
     n_real: int = 1024  # held-out real images (test split) for the real term; 0 = the whole split
     batch_size: int = 128
     n_boot: int = 1000  # bootstrap resamples for the 95% intervals
-    # the DDPM's evaluation sampler: 1000-step DDPM, as the thesis judged it (about 8-10 GPU-hours of the thesis
-    # profile); "ddim" with sampler_steps is the fast option (the demo and smoke profiles use it)
+    # the DDPM's evaluation sampler: 1000-step DDPM, as the thesis judged it (issue 11 estimates 8-10 GPU-hours of
+    # the thesis profile for it, not measured); "ddim" with sampler_steps is the fast option (demo and smoke use it)
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     sampler_steps: int = 50  # DDIM steps when sampler=ddim
     classifier_epochs: int = 10  # training epochs of the SimpleCNN classifier judge

@@ -9,6 +9,7 @@ below, or ``ValueError`` / ``OSError``, which they extend, as before.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import shutil
 from pathlib import Path
@@ -75,8 +76,7 @@ def _existing(path: Path) -> Path:
 def _size(n: int | None) -> str:
     if n is None:
         return "?"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+    if n < 1024:
+        return f"{n} B"
+    power = min(4, int(math.log(n, 1024)))
+    return f"{n / 1024**power:.1f} {('KB', 'MB', 'GB', 'TB')[power - 1]}"

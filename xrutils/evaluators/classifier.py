@@ -32,7 +32,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from xrutils.data.ranges import GAN_RANGE, Range, convert, to_range
-from xrutils.evaluators.stats import bootstrap_mean
+from xrutils.evaluators.stats import Clusters, bootstrap_mean
 from xrutils.models.base import eval_mode
 
 CLASSIFIER_RANGE: Range = GAN_RANGE  # the original's Normalize(0.5, 0.5)
@@ -116,21 +116,20 @@ def _split_by_group(
     """A 60/20/20 train/validation/test split in which no group (patient) has images on two sides: patients in
     random order fill the test part to 20 % of the images, then the validation part; the rest train. Each part
     gets at least one patient."""
-    g = np.asarray(groups).reshape(-1)
-    patients = np.unique(g)
-    if patients.size < 3:
+    clusters = Clusters(groups)
+    n_patients = clusters.n_clusters
+    if n_patients < 3:
         raise ValueError(
-            f"{patients.size} patient(s) among the real images: a patient-disjoint train/validation/test split "
+            f"{n_patients} patient(s) among the real images: a patient-disjoint train/validation/test split "
             "needs at least 3"
         )
-    order = patients[torch.randperm(patients.size, generator=generator).numpy()]
-    target = max(1, round(0.2 * g.size))
+    target = max(1, round(0.2 * clusters.size))
     test: list[int] = []
     val: list[int] = []
     train: list[int] = []
-    for i, p in enumerate(order):
-        left = patients.size - i  # patients not yet placed, this one included
-        members = np.flatnonzero(g == p).tolist()
+    for i, c in enumerate(torch.randperm(n_patients, generator=generator).tolist()):
+        left = n_patients - i  # patients not yet placed, this one included
+        members = clusters.members[c].tolist()
         if (len(test) < target and left > 2) or not test:
             test += members
         elif (len(val) < target and left > 1) or not val:

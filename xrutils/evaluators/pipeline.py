@@ -146,12 +146,12 @@ def held_out_sample(patient_ids: np.ndarray, n: int, seed: int = HELD_OUT_SEED) 
     ids = np.asarray(patient_ids)
     if n <= 0 or n >= ids.size:
         return np.arange(ids.size)
-    patients = np.unique(ids)
-    order = np.random.default_rng(seed).permutation(patients)
-    rank = np.empty(ids.size, dtype=np.int64)
-    position = {p: i for i, p in enumerate(order)}
-    rank[:] = [position[p] for p in ids]
-    return np.argsort(rank, kind="stable")[:n]  # by patient rank, each patient's images in name order
+    patients, codes = np.unique(ids, return_inverse=True)
+    rank_of = np.empty(patients.size, dtype=np.int64)
+    rank_of[np.random.default_rng(seed).permutation(patients.size)] = np.arange(patients.size)
+    return np.argsort(rank_of[codes], kind="stable")[
+        :n
+    ]  # by patient rank, each patient's images in name order
 
 
 class _Reals:
