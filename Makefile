@@ -48,7 +48,9 @@ lock:
 environment.yml: pyproject.toml make/environment.py
 	python3 make/environment.py environment.yml
 
-## figures: every thesis figure (1-37) into figures/$(PROFILE)/ (demo profile on phantom data by default)
+## figures: every thesis figure (1-37) into figures/$(PROFILE)/ (demo profile on phantom data by default), through
+##          the Snakemake workflow make/Snakefile: CORES=<n> (default: all), GPUS=<n> (default: every visible GPU,
+##          one job per GPU), EXECUTOR=slurm (a cluster, make/slurm/config.yaml), SNAKEMAKE_ARGS="-n" (dry run)
 figures: $(STAMP)
 	@$(MAKE) --no-print-directory figures-all PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT)
 

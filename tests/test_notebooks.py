@@ -1,7 +1,7 @@
 """Notebooks: structure and parameter cells (fast), and every notebook end to end in the smoke profile.
 
-The smoke build runs the real pipeline once per session: ``make -f make/figures.mk figures-all PROFILE=smoke -j2``
-into a temporary folder (every model notebook and every study notebook through papermill), then the explorer
+The smoke build runs the real pipeline once per session: ``make -f make/figures.mk figures-all PROFILE=smoke CORES=2``
+(the Snakemake workflow) into a temporary folder (every model notebook and every study notebook through papermill), then the explorer
 notebook. The tests check what the notebooks wrote (run folders, figures, results, index entries, provenance), that
 a second ``make`` does nothing, that changing one study's params reruns only that study, and that a run whose last
 checkpoint is lost resumes from the one before.
@@ -204,10 +204,10 @@ def _pretrain(runs: Path) -> None:
 def smoke_build(tmp_path_factory, _data_home):
     root = tmp_path_factory.mktemp("smoke_build")
     build = {"root": root, "runs": root / "runs", "figs": root / "figures", "stamps": root / ".make"}
-    rules = _make(build, target="figures-rules")  # writes the NIH-root stamp the runs depend on, before them
+    rules = _make(build, target="figures-stamps")  # writes the NIH-root stamp the runs depend on, before them
     assert rules.returncode == 0, rules.stderr
     _pretrain(build["runs"])
-    first = _make(build, "-j2")
+    first = _make(build, "CORES=2")
     build["first"] = first
     if first.returncode != 0:
         pytest.fail(f"make figures-all (smoke) failed:\n{first.stdout[-6000:]}\n{first.stderr[-6000:]}")
@@ -358,41 +358,48 @@ def test_second_make_trains_nothing(smoke_build):
         smoke_build["runs"].glob("*/.complete")
     )
     before = {p: p.stat().st_mtime_ns for p in stamps}
-    again = _make(smoke_build, "-j2")
+    again = _make(smoke_build, "CORES=2")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "[train]" not in again.stdout and "[study]" not in again.stdout, again.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == before
 
 
-def _dry_run_rules(build: dict, changed: str) -> subprocess.CompletedProcess:
-    """``make -n -W changed`` on the generated rules: what would rerun if ``changed`` were edited."""
-    cmd = [
-        "make",
-        "--no-print-directory",
-        "-n",
-        "-W",
-        changed,
-        "-f",
-        str(build["stamps"] / "rules.mk"),
-        "all",
-        f"PY={sys.executable}",
-        f"RUNDIR={build['runs']}",
-        f"FIGDIR={build['figs']}",
-    ]
-    return subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+def _dry_run_after_change(build: dict, stamp: str) -> dict[str, set[str]]:
+    """The jobs a dry run of the workflow lists after the content of the code stamp ``stamp`` changed (the stamp is
+    restored after): ``{"run": {...}, "study": {...}}``."""
+    path = build["stamps"] / "code" / stamp
+    saved, times = path.read_text(), path.stat()
+    try:
+        path.write_text("an edited notebook or training code\n")
+        dry = _make(build, "SNAKEMAKE_ARGS=-n")
+    finally:
+        path.write_text(saved)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    return {
+        "run": set(re.findall(r"output: \S+/([\w\-.]+)/\.complete", dry.stdout)),
+        "study": set(re.findall(r"output: \S+/\.stamps/(\w+)\.done", dry.stdout)),
+    }
 
 
-def test_changing_one_studys_params_reruns_only_that_study(smoke_build):
-    dry = _dry_run_rules(smoke_build, "params/smoke/gan_lr.yaml")
-    assert dry.returncode == 0, dry.stderr
-    ran = set(re.findall(r"notebooks/(\w+)\.ipynb \S+/(?:notebooks/\w+|[\w\-]+/notebook)\.ipynb", dry.stdout))
-    assert ran == {"gan_lr"}, dry.stdout
-    assert "prepare-run" not in dry.stdout
-    # a change of the VAE's training code shows as a new fingerprint in its stamp file (make never reads the
-    # sources' modification times: see test_docstrings_comments_and_notebook_metadata_retrain_nothing_but_code_does)
-    dry = _dry_run_rules(smoke_build, str(smoke_build["stamps"] / "code" / "train_vae"))
-    trained = set(re.findall(r"prepare-run --params params/smoke/(\S+)\.yaml", dry.stdout))
-    assert trained == {r for r in studies.all_runs("smoke") if r.startswith("vae__")}, dry.stdout
+def test_changing_one_studys_notebook_reruns_only_that_study(smoke_build):
+    assert _dry_run_after_change(smoke_build, "nb_gan_lr") == {"run": set(), "study": {"gan_lr"}}
+    # a change of the VAE's training code shows as a new fingerprint in its stamp file (the workflow never reads
+    # the sources' modification times: see test_docstrings_comments_and_notebook_metadata_retrain_nothing_but_code_does)
+    jobs = _dry_run_after_change(smoke_build, "train_vae")
+    assert jobs["run"] == {r for r in studies.all_runs("smoke") if r.startswith("vae__")}
+    assert {"vae_lr", "vae_size", "compare"} <= jobs["study"] and "gan_lr" not in jobs["study"]
+
+
+def test_a_touched_params_file_with_the_same_content_reruns_nothing(smoke_build):
+    path = REPO / "params" / "smoke" / "gan_lr.yaml"
+    times = path.stat()
+    try:
+        os.utime(path)  # newer than the study's stamp, same content (a checkout, a copy, an editor's save)
+        dry = _make(smoke_build, "SNAKEMAKE_ARGS=-n")
+    finally:
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, _data_home):
@@ -454,9 +461,9 @@ def test_make_killed_at_random_points_finishes_on_rerun_without_training_from_sc
         "figs": tmp_path / "figures",
         "stamps": tmp_path / ".make",
     }
-    assert _make(build, target="figures-rules").returncode == 0
+    assert _make(build, target="figures-stamps").returncode == 0
     _pretrain(build["runs"])  # the model notebooks of NOTEBOOK_RUNS and every study are left to make
-    cmd = _make_cmd(build, "-j2")
+    cmd = _make_cmd(build, "CORES=2")
     rng = random.Random(12)
     first_checkpoints: dict[Path, int] = {}
     for _ in range(3):

@@ -4,11 +4,12 @@ support behind ``make figures``. One room of four modules, one job each:
 * :mod:`~xrutils.studies.table`: the study and figure tables as data;
 * :mod:`~xrutils.studies.params`: params files, the notebooks' parameter check, run configs and the judge resolver;
 * :mod:`~xrutils.studies.context`: a study notebook's context and the summaries it writes;
-* :mod:`~xrutils.studies.build`: run fingerprints, run-folder states and the generated make rules.
+* :mod:`~xrutils.studies.build`: run fingerprints, run-folder states, the code stamps and the command line;
+* :mod:`~xrutils.studies.workflow`: the Snakemake workflow behind ``make figures`` (``make/Snakefile``) and its jobs.
 
 Everything is importable from here (``studies.STUDIES``, ``studies.open_study``...).
 
-One place answers "what does Figure N need?" for the Makefile generator, the notebooks and the tests:
+One place answers "what does Figure N need?" for the workflow, the notebooks and the tests:
 
 * :data:`STUDIES`: study name -> :class:`Study` (thesis section and question, runs, curve runs, figures, what the
   thesis concluded). The notebook of a study is ``notebooks/<study>.ipynb``.
@@ -19,11 +20,12 @@ One place answers "what does Figure N need?" for the Makefile generator, the not
 * :class:`StudyContext` (:func:`open_study`): what a study notebook holds: its parameters, run folders, the
   evaluation across judge sizes, and the generated summary next to the thesis's claim.
 
-Command line (used by ``make/figures.mk``)::
+Command line (used by ``make/figures.mk`` and ``make/Snakefile``)::
 
     python -m xrutils.studies params [--profile P] [--force]      write params/<profile>/*.yaml
-    python -m xrutils.studies makefile --profile P --out FILE [--nih-root DIR] [--stamp-dir DIR]
-    python -m xrutils.studies prepare-run --params YAML --run-dir DIR [--nih-root DIR]
+    python -m xrutils.studies figures --profile P --run-dir D --fig-dir F [--executor slurm] [-- SNAKEMAKE ARGS]
+    python -m xrutils.studies plan-runs --profile P --run-dir D [--all]    what would train, resume, retrain, why
+    python -m xrutils.studies exec run|study NAME ...              one job of the workflow
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from xrutils.studies.build import (  # noqa: F401
     _legacy_fingerprint,
     code_stamps,
     main,
-    makefile_text,
     plan_runs,
     prepare_run,
     run_fingerprint,
@@ -126,7 +127,6 @@ __all__ = [
     "label",
     "label_source",
     "main",
-    "makefile_text",
     "metrics_summary",
     "open_study",
     "params_dir",
