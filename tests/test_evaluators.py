@@ -541,7 +541,7 @@ def test_evaluate_command_rejects_training_overrides(tiny_runs, tmp_path):
 
 
 def test_held_out_sample_takes_whole_patients_in_a_seeded_order():
-    from xrutils.evaluators.pipeline import held_out_sample
+    from xrutils.evaluators.reference import held_out_sample
 
     patients = np.repeat(np.arange(50), 4)  # 50 patients, 4 images each, sorted like the name order
     pick = held_out_sample(patients, 40)
@@ -586,12 +586,12 @@ def test_a_source_without_patients_counts_each_image_as_one(monkeypatch):
     from types import SimpleNamespace
 
     from xrutils.config import DataConfig
-    from xrutils.evaluators import pipeline
+    from xrutils.evaluators.reference import Reals
 
     images = torch.zeros(10, 1, 16, 16, dtype=torch.uint8)
     fake = SimpleNamespace(images=images, patient_ids=torch.full((10,), -1, dtype=torch.int64))
     monkeypatch.setattr("xrutils.data.load_images", lambda cfg, split, progress: fake)
-    reals = pipeline._Reals(progress=False)
+    reals = Reals(progress=False)
     ids = reals.patients(DataConfig(), "test", 6)
     assert ids.size == 6 and np.unique(ids).size == 6
     assert reals.counts(DataConfig(), "test", 6) == {"n_real": 6, "n_real_patients": 6}

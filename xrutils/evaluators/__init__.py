@@ -1,6 +1,8 @@
 """Evaluators: the thesis's two judges done right, offline feature-space metrics, likelihood, memorisation, stats.
 
-* :func:`evaluate` (:mod:`.pipeline`): everything below over a set of run folders, one JSON result.
+* :func:`evaluate` (:mod:`.pipeline`): everything below over a set of run folders, one JSON result; its pieces
+  are :mod:`.scored` (runs and judges loaded), :mod:`.reference` (the held-out reals, by patient), :mod:`.steps`
+  (samples, judges, FD curve, metrics) and :mod:`.ranking` (seeds pooled, rankings per image size).
 * :mod:`.judge`: the GAN-discriminator judge (spec §4.1), corrected protocol by default, :class:`Quirks` for the
   original one.
 * :mod:`.classifier`: the SimpleCNN judge of Figure 37 (spec §4.7), trained and tested for real.
