@@ -10,7 +10,8 @@
 # Code counts by meaning (xrutils/fingerprint.py): stamp files under $(FIGURES_STAMPDIR)/code/ hold the fingerprint of
 # each family's training code (docstrings and comments stripped), of the figure code and of each notebook's code cells,
 # rewritten only when it changes; the rules depend on those, not on the sources' modification times.
-# A run reruns when its params file, its notebook's code or its family's training code changes; a stale run folder is
+# A run reruns when its resolved config (params file, preset, profile, NIH root: a stamp under
+# $(FIGURES_STAMPDIR)/config/), its notebook's code or its family's training code changes; a stale run folder is
 # kept, never deleted, in $(RUNDIR)/.stale/<run>@<fingerprint>/. A run killed half-way keeps its fingerprint and
 # resumes from its last checkpoint; a killed build picks up where it stopped. `make figures` first prints what it
 # will train, resume or retrain and why; `make figures-dry` prints only that. A study reruns when its params, its
@@ -38,7 +39,8 @@ figures-all:
 
 # The fingerprint stamps the rules depend on (figures-all writes them too).
 figures-stamps:
-	@$(PY) -m xrutils.studies stamps --profile $(PROFILE) --stamp-dir $(FIGURES_STAMPDIR) --nih-root "$(FIGURES_NIH_ROOT)"
+	@$(PY) -m xrutils.studies stamps --profile $(PROFILE) --run-dir $(RUNDIR) --stamp-dir $(FIGURES_STAMPDIR) \
+		--nih-root "$(FIGURES_NIH_ROOT)"
 
 # What `make figures` would train, resume or retrain, and why; runs nothing.
 figures-dry-all: figures-stamps

@@ -127,6 +127,33 @@ def test_params_files_exist_for_every_run_and_study_in_every_profile():
                 build_config(p["family"], p["preset"], profile, p.get("overrides") or {})  # valid config
 
 
+def test_run_params_files_show_every_value_their_preset_and_profile_set():
+    """A run's settings are read and edited in its params file: the file lists them (overrides), resolves to the
+    same config as its preset and profile, and is what `python -m xrutils.studies params` writes (not stale)."""
+    for profile in ("smoke", "demo", "thesis"):
+        for run in studies.all_runs(profile):
+            path = REPO / "params" / profile / f"{run}.yaml"
+            p = studies.read_params(path)
+            assert p == studies.run_params(run, profile), (
+                f"{path} is stale: python -m xrutils.studies params --force"
+            )
+            assert build_config(p["family"], p["preset"], profile, p["overrides"]) == build_config(
+                p["family"], p["preset"], profile
+            ), path
+            assert {"train.lr", "train.epochs", "train.batch_size", "data.image_size"} <= set(
+                p["overrides"]
+            ), path
+            assert not {"data.source", "data.root"} & set(
+                p["overrides"]
+            )  # the NIH root decides those at run time
+    demo = studies.read_params(REPO / "params" / "demo" / "gan__lr1e-5.yaml")["overrides"]
+    assert (
+        demo["train.lr"] == 1e-4 and demo["train.epochs"] == 25
+    )  # the demo's x10 lr, visible where it is set
+    thesis = studies.read_params(REPO / "params" / "thesis" / "gan__lr1e-5.yaml")["overrides"]
+    assert thesis["train.lr"] == 1e-5
+
+
 def test_write_params_keeps_edited_files(tmp_path):
     written = studies.write_params(["smoke"], root=tmp_path)
     assert len(written) == len(studies.all_runs("smoke")) + len(studies.STUDIES)

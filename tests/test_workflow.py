@@ -33,10 +33,9 @@ def test_jobs_depend_on_params_meaning_stamps_and_the_runs_they_draw(tmp_path):
     for run in studies.all_runs("demo"):
         family, _ = studies.split_run_name(run)
         assert wf.run_inputs(run) == [
-            str(REPO / "params" / "demo" / f"{run}.yaml"),
+            f"{tmp_path}/.make/config/{run}",  # the resolved config's stamp, not the params file's text
             f"{code}/nb_{family}",
             f"{code}/train_{family}",
-            f"{tmp_path}/.make/nih_root",
         ]
     compare = wf.study_inputs("compare")
     assert wf.run_output("gan__size32") in compare and wf.run_output("vae__baseline") not in compare
@@ -47,6 +46,30 @@ def test_jobs_depend_on_params_meaning_stamps_and_the_runs_they_draw(tmp_path):
     assert wf.studies == list(studies.STUDIES) and wf.runs == studies.all_runs("demo")
     # code counts through the stamps, never through the sources or notebooks themselves
     assert not [p for r in wf.runs for p in wf.run_inputs(r) if "/notebooks/" in p or p.endswith(".py")]
+
+
+def test_config_stamps_change_with_the_resolved_config_only_and_date_current_runs_before_them(tmp_path):
+    from xrutils.runs import RunDir
+
+    runs, stamps = tmp_path / "runs", tmp_path / ".make"
+    # a finished run, current against its params file
+    cfg = studies.run_config("gan", "baseline", "smoke")
+    done = runs / "gan__baseline"
+    RunDir(done).write_config(cfg)
+    (done / studies.STAMP).write_text(__import__("json").dumps(studies.run_fingerprint(cfg, "gan")))
+    (done / ".complete").touch()
+    assert set(studies.write_config_stamps(stamps, "smoke", runs)) == set(studies.all_runs("smoke"))
+    current, new = stamps / "config" / "gan__baseline", stamps / "config" / "vae__baseline"
+    assert current.stat().st_mtime < (done / ".complete").stat().st_mtime  # up to date: nothing to rerun
+    assert (
+        new.read_text().strip()
+        == studies.run_fingerprint(studies.run_config("vae", "baseline", "smoke"), "vae")["config"]
+    )
+    assert studies.write_config_stamps(stamps, "smoke", runs) == []  # unchanged: not rewritten
+    # another NIH root is another config
+    nih = tmp_path / "nih"
+    nih.mkdir()
+    assert set(studies.write_config_stamps(stamps, "smoke", runs, str(nih))) == set(studies.all_runs("smoke"))
 
 
 def test_gpu_jobs_take_one_gpu_and_a_few_threads_cpu_jobs_one_core(tmp_path):

@@ -44,6 +44,7 @@ from xrutils.studies.build import (  # noqa: F401
     stale_destination,
     training_sources,
     write_code_stamps,
+    write_config_stamps,
 )
 from xrutils.studies.context import (  # noqa: F401
     StudyContext,
@@ -150,5 +151,6 @@ __all__ = [
     "supplementary_stem",
     "training_sources",
     "write_code_stamps",
+    "write_config_stamps",
     "write_params",
 ]

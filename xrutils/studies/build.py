@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,6 +235,31 @@ def write_code_stamps(stamp_dir: str | Path, root: Path | None = None) -> list[s
     return changed
 
 
+def write_config_stamps(
+    stamp_dir: str | Path, profile: str, run_dir: str | Path, nih_root: str = "", root: Path | None = None
+) -> list[str]:
+    """One stamp per run, ``config/<run>``: the sha256 of its resolved config (params file, preset, profile and NIH
+    root together), rewritten only when it changes, so an edit of a params file that leaves the config alone (a
+    comment, the order of keys) reruns nothing. A rewritten stamp of a run that is finished and current (its
+    fingerprint matches) is dated just before the run's ``.complete``: the run is up to date, as
+    :func:`run_status` says. Returns the runs whose stamp changed."""
+    root = root or _repo()
+    changed = []
+    for run in all_runs(profile):
+        status, fp = run_status(
+            root / "params" / profile / f"{run}.yaml", Path(run_dir) / run, nih_root, root
+        )
+        path = Path(stamp_dir) / "config" / run
+        if not write_if_changed(path, fp["config"] + "\n"):
+            continue
+        changed.append(run)
+        done = Path(run_dir) / run / ".complete"
+        if status.state == "complete" and done.exists():
+            t = done.stat().st_mtime - 1
+            os.utime(path, (t, t))
+    return changed
+
+
 def write_if_changed(path: Path, text: str) -> bool:
     if path.exists() and path.read_text() == text:
         return False
@@ -275,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("snakemake_args", nargs="*", help="passed to Snakemake after '--' (e.g. -- -n)")
     s = sub.add_parser("stamps", help="write the fingerprint stamps the build's rules depend on")
     s.add_argument("--profile", choices=PROFILE_NAMES, required=True)
+    s.add_argument("--run-dir", required=True)
     s.add_argument("--stamp-dir", default=None)
     s.add_argument("--nih-root", default="")
     e = sub.add_parser(
@@ -317,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             stamp_dir = Path(args.stamp_dir or f".make/{args.profile}")
             write_if_changed(stamp_dir / "nih_root", args.nih_root + "\n")
             write_code_stamps(stamp_dir)
+            write_config_stamps(stamp_dir, args.profile, args.run_dir, args.nih_root)
         elif args.command == "exec":
             return workflow.execute(
                 args.kind,

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig
+from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides
 from xrutils.paths import repo_root
 from xrutils.registry import build_config
 from xrutils.studies.table import GAN_JUDGE_PRESETS, STUDIES, Study, run_name, split_run_name, study_runs
@@ -101,12 +101,48 @@ def params_dir(profile: str, root: Path | None = None) -> Path:
     return (root or _repo()) / "params" / profile
 
 
+# set by data_overrides() from the NIH root at run time, so never written into a params file
+_RUNTIME_KEYS = ("data.source", "data.root")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def run_settings(family: str, preset: str, profile: str) -> dict[str, Any]:
+    """Every setting the preset and the profile give a run, as dotted keys: the values that differ from the
+    family's defaults. The params file lists them under ``overrides`` so that a run's values can be read and edited
+    in one place (params -> RunConfig -> the layer that uses it); the presets (``models/<family>.PRESETS``) and
+    the profile table (:mod:`xrutils.profiles`) are where ``python -m xrutils.studies params`` takes them from."""
+    from xrutils import profiles, registry
+
+    fam = registry.get(family)
+    base = apply_overrides(
+        RunConfig(family=family, preset=preset, profile=profile, model=fam.config_cls()), fam.defaults
+    )
+    have, default = _flat(build_config(family, preset, profile).to_dict()), _flat(base.to_dict())
+    # the family's own defaults (lr, epochs, batch size, image size: what the studies vary) and the keys the preset
+    # and the profile set, even where they land on a default (the demo's lr1e-5 GAN trains at 1e-4), and every
+    # other value that differs
+    before_profile = apply_overrides(apply_overrides(base, fam.presets[preset]), profiles.generic(profile))
+    touched = {*fam.defaults, *fam.presets[preset], *profiles.generic(profile)}
+    touched |= set(profiles.family_part(profile, before_profile))
+    skip = {"family", "preset", "profile", "seed", *_RUNTIME_KEYS}
+    return {k: v for k, v in have.items() if k not in skip and (k in touched or default.get(k) != v)}
+
+
 def run_params(run: str, profile: str) -> dict[str, Any]:
     family, preset = split_run_name(run)
     return {
         "family": family,
         "preset": preset,
-        "overrides": {},  # the profile's scaling lives in the profile table, xrutils/profiles.py
+        "overrides": run_settings(family, preset, profile),
         "profile": profile,
         "run_dir": f"runs/{profile}/{run}",
         "seed": 0,
@@ -183,6 +219,11 @@ def write_params(
             if path.exists() and not force:
                 continue
             header = f"# papermill parameters of {params_notebook(path)} ({profile} profile)\n"
+            if "__" in name:
+                header += (
+                    "# overrides: every value the preset and the profile set (the rest are the family's defaults);"
+                    " edit them here\n"
+                )
             path.write_text(header + yaml.safe_dump(params, sort_keys=False))
             written.append(path)
     return written

@@ -15,8 +15,8 @@ takes a free device slot (an OS lock per device, released if the job dies) and s
 GPU) take one core each and run alongside. Under a cluster executor the scheduler places the GPU jobs, and its own
 ``CUDA_VISIBLE_DEVICES`` is left alone.
 
-What reruns is decided by file times on stamps, never on sources: a run's ``.complete`` against its params file and
-the meaning stamps of :func:`~xrutils.studies.build.write_code_stamps` (``--rerun-triggers mtime``; Snakemake also skips an input whose content it recorded unchanged). A killed build
+What reruns is decided by file times on stamps, never on sources: a run's ``.complete`` against the stamp of its
+resolved config (:func:`~xrutils.studies.build.write_config_stamps`) and the meaning stamps of :func:`~xrutils.studies.build.write_code_stamps` (``--rerun-triggers mtime``; Snakemake also skips an input whose content it recorded unchanged). A killed build
 resumes (``--rerun-incomplete``: an interrupted run continues from its checkpoint, see
 :func:`~xrutils.studies.build.prepare_run`). Snakemake's own metadata lives in the stamp folder, not in the
 repository.
@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from xrutils.errors import InputError
-from xrutils.studies.build import plan_runs, prepare_run, write_code_stamps, write_if_changed
+from xrutils.studies.build import (
+    plan_runs,
+    prepare_run,
+    write_code_stamps,
+    write_config_stamps,
+    write_if_changed,
+)
 from xrutils.studies.params import _repo, all_runs, judge_runs_for
 from xrutils.studies.table import STUDIES, split_run_name, study_runs
 
@@ -151,7 +157,10 @@ class Workflow:
 
     def run_inputs(self, run: str) -> list[str]:
         family, _ = split_run_name(run)
-        return [self._params(run), self._code(f"nb_{family}"), self._code(f"train_{family}"), self._nih_stamp]
+        config = (
+            f"{self._abs(self.stamp_dir)}/config/{run}"  # its resolved config, not the params file's text
+        )
+        return [config, self._code(f"nb_{family}"), self._code(f"train_{family}")]
 
     def study_runs(self, study: str) -> list[str]:
         s = STUDIES[study]
@@ -348,6 +357,7 @@ def build(
     with exclusive_lock(stamps / "build.lock", wait=False, what=f"the {profile} build ({stamps})"):
         write_if_changed(stamps / "nih_root", nih_root + "\n")
         write_code_stamps(stamps, root)
+        write_config_stamps(stamps, profile, run_dir, nih_root, root)
         print_plan(profile, run_dir, nih_root)
         local_gpus = visible_gpus() if gpus is None else gpus
         wf = Workflow(
