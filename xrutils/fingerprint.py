@@ -60,9 +60,21 @@ def notebook_fingerprint(path: str | Path) -> str:
     return h.hexdigest()
 
 
+_MEMO: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> fingerprint, within one process
+
+
 def file_fingerprint(path: str | Path) -> str:
-    """The meaning of one source file: Python by its syntax tree, notebooks by their code, anything else by bytes."""
+    """The meaning of one source file: Python by its syntax tree, notebooks by their code, anything else by bytes.
+    Remembered per (path, modification time, size) within the process: the build asks for each file once per run."""
     path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _MEMO:
+        _MEMO[key] = _file_fingerprint(path)
+    return _MEMO[key]
+
+
+def _file_fingerprint(path: Path) -> str:
     if path.suffix == ".py":
         return python_fingerprint(path.read_text(encoding="utf-8"), str(path))
     if path.suffix == ".ipynb":
