@@ -18,7 +18,7 @@ from xrutils.data import load_images
 from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, convert, to_range
 from xrutils.evaluators import classifier as clf
 from xrutils.evaluators import features as feat
-from xrutils.evaluators import likelihood, memorisation
+from xrutils.evaluators import likelihood, memorisation, stats
 from xrutils.evaluators import metrics as met
 from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.samples import SampleCache, sampler_spec
@@ -423,6 +423,15 @@ def test_evaluate_command_writes_complete_finite_json(tiny_runs, tmp_path):
         assert r["judge"]["n_fake"] == 8 and r["judge"]["n_real"] > 0
         c = r["classifier"]
         assert {"epochs", "score", "lo", "hi", "n", "test_accuracy", "roc_auc"} <= set(c)
+        per_epoch = r[
+            "classifier_per_epoch"
+        ]  # a fresh classifier per epoch: a learning curve of separability
+        assert per_epoch["epochs"] == c["epochs"] and len(per_epoch["score"]) == len(c["epochs"])
+        assert all(
+            0 <= lo <= s <= hi <= 1
+            for s, lo, hi in zip(*(per_epoch[k] for k in ("score", "lo", "hi")), strict=True)
+        )
+        assert "Hanley-McNeil" in per_epoch["interval"]
         m = r["metrics"]
         assert {
             "fd",
@@ -595,3 +604,21 @@ def test_a_source_without_patients_counts_each_image_as_one(monkeypatch):
     ids = reals.patients(DataConfig(), "test", 6)
     assert ids.size == 6 and np.unique(ids).size == 6
     assert reals.counts(DataConfig(), "test", 6) == {"n_real": 6, "n_real_patients": 6}
+
+
+def test_auc_interval_matches_hanley_mcneil_and_narrows_with_more_test_images():
+    # the formula's standard error against the spread of AUCs over simulated test sets of 50 + 50 images
+    from scipy.stats import norm, rankdata
+
+    rng = np.random.default_rng(0)
+    shift = math.sqrt(2) * norm.ppf(0.8)  # binormal scores with AUC 0.8
+    pos, neg = rng.normal(shift, 1, (4000, 50)), rng.normal(0, 1, (4000, 50))
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)[:, :50]
+    aucs = (ranks.sum(axis=1) - 50 * 51 / 2) / (50 * 50)
+    ci = stats.auc_interval(0.8, 50, 50)
+    assert ci["se"] == pytest.approx(0.0445, abs=0.0005)  # pinned: Hanley-McNeil at A = 0.8, 50 + 50
+    assert ci["se"] == pytest.approx(aucs.std(), rel=0.15)
+    assert ci["lo"] < 0.8 < ci["hi"] and stats.auc_interval(0.8, 500, 500)["se"] < ci["se"] / 3
+    assert stats.auc_interval(1.0, 10, 10)["hi"] == 1.0
+    with pytest.raises(ValueError, match="n_pos=0"):
+        stats.auc_interval(0.7, 0, 5)

@@ -369,9 +369,17 @@ def _dry_run_after_change(build: dict, stamp: str) -> dict[str, set[str]]:
     restored after): ``{"run": {...}, "study": {...}}``."""
     path = build["stamps"] / "code" / stamp
     saved, times = path.read_text(), path.stat()
+    from xrutils.studies import workflow
+
+    config = (
+        build["stamps"] / "workflow.json"
+    )  # the build's own Snakemake command (make would rewrite the stamp)
+    cmd = workflow.snakemake_command(
+        workflow.Workflow.from_config(json.loads(config.read_text())), config, cores=2, extra=["-n"]
+    )
     try:
         path.write_text("an edited notebook or training code\n")
-        dry = _make(build, "SNAKEMAKE_ARGS=-n")
+        dry = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     finally:
         path.write_text(saved)
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))

@@ -186,7 +186,8 @@ def build_index(
     fig_dir: str | Path, profile: str, *, require_all: bool = False, run_dir: str | Path | None = None
 ) -> Path:
     """Write ``FIGURES.md`` listing Figures 1-37 (missing ones marked) and the supplementary figures; with
-    ``run_dir`` (the build's run folders) also the learning summary (:mod:`xrutils.learning`) at its top."""
+    ``run_dir`` (the build's run folders) also the learning summary (:mod:`xrutils.learning`) at its top. Also
+    writes ``RESULTS.md`` (:mod:`xrutils.studies.results`)."""
     fig_dir = Path(fig_dir)
     entries = read_entries(fig_dir)
     missing = [
@@ -264,6 +265,9 @@ def build_index(
             lines += [(summaries / f"{s}.md").read_text().strip(), ""]
     out = fig_dir / "FIGURES.md"
     atomic_write_text(out, "\n".join(lines) + "\n")
+    from xrutils.studies.results import write_results
+
+    write_results(fig_dir, profile)  # RESULTS.md next to it: each thesis question and this build's answer
     if require_all and missing:
         raise FileNotFoundError(
             f"{out}: figure(s) {missing} are missing; their study notebooks did not write them"

@@ -226,3 +226,20 @@ def seed_interval(values: list[float] | np.ndarray, alpha: float = ALPHA) -> dic
     sd = float(a.std(ddof=1))
     half = float(sps.t.ppf(1 - alpha / 2, df=a.size - 1)) * sd / math.sqrt(a.size)
     return {"mean": mean, "lo": mean - half, "hi": mean + half, "sd": sd, "n": int(a.size)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ROC AUC
+
+
+def auc_interval(auc: float, n_pos: int, n_neg: int, alpha: float = ALPHA) -> dict[str, float]:
+    """Normal interval of a ROC AUC from its Hanley-McNeil (1982) standard error over ``n_pos`` positive and
+    ``n_neg`` negative test examples, clipped to [0, 1]. It covers the test sample's noise only (not the
+    classifier's training noise), and treats the test images as independent."""
+    if n_pos < 1 or n_neg < 1:
+        raise ValueError(f"auc_interval: n_pos={n_pos}, n_neg={n_neg}; expected at least one of each")
+    a = float(auc)
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / (n_pos * n_neg)
+    half = float(sps.norm.ppf(1 - alpha / 2)) * math.sqrt(max(var, 0.0))
+    return {"value": a, "lo": max(0.0, a - half), "hi": min(1.0, a + half), "se": math.sqrt(max(var, 0.0))}

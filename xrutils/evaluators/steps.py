@@ -167,9 +167,14 @@ def classifier_step(
                 n = ci["n"]
                 if e == run.epochs[-1]:
                     run.last_p_real = p
+            run.result["classifier_per_epoch"] = _per_epoch_classifier(
+                run, real_imgs, reals.patients(ref[size], "test", ecfg.n_real), ecfg, device
+            )
             run.result["classifier"] = {
                 **out,
                 "interval": "95% bootstrap over the scored samples; one training seed, one classifier seed",
+                "what": "mean P(real) of each epoch's samples under one classifier trained on the final-epoch "
+                "samples of every compared run: earlier epochs lie outside its training data",
                 "n": n,
                 "test_accuracy": report.test_accuracy,
                 "roc_auc": report.roc_auc,
@@ -179,6 +184,38 @@ def classifier_step(
                 "n_test": report.n_test,
             }
     return info
+
+
+def _per_epoch_classifier(
+    run: ScoredRun, real_imgs: torch.Tensor, real_patients: np.ndarray, ecfg: EvalConfig, device: torch.device
+) -> dict[str, Any]:
+    """A learning curve of separability: per scored epoch a fresh SimpleCNN (seed 0) trained on held-out reals
+    against that epoch's samples, and its ROC AUC on unseen images (patient-disjoint splits). 0.5: the classifier
+    cannot tell the epoch's samples from real images; 1: it always can."""
+    out: dict[str, Any] = {"epochs": [], "score": [], "lo": [], "hi": [], "test_accuracy": []}
+    for e in run.epochs:
+        fakes = run.samples[e][: ecfg.n_fake]
+        n = min(fakes.shape[0], real_imgs.shape[0])  # balanced; the first n reals are whole patients
+        report = clf.train_classifier(
+            real_imgs[:n],
+            fakes[:n],
+            epochs=ecfg.classifier_epochs,
+            lr=ecfg.classifier_lr,
+            seed=0,
+            device=device,
+            real_groups=real_patients[:n],
+        )
+        ci = stats.auc_interval(report.roc_auc, max(report.n_test // 2, 1), max(report.n_test // 2, 1))
+        for k, v in (("epochs", e), ("score", ci["value"]), ("lo", ci["lo"]), ("hi", ci["hi"])):
+            out[k].append(v)
+        out["test_accuracy"].append(report.test_accuracy)
+        out["n_test"] = report.n_test
+    out["interval"] = (
+        "95% Hanley-McNeil interval of each AUC over its test images (test-sample noise only; one training seed, "
+        "one classifier seed)"
+    )
+    out["what"] = "held-out ROC AUC of a classifier trained on real images against this epoch's samples"
+    return out
 
 
 def _shares(n: int, k: int) -> list[int]:

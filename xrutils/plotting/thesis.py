@@ -251,19 +251,39 @@ def fig_36(ctx, results=None):
 
 
 def fig_37(ctx, results=None):
-    """Classifier score (mean P(real)) per epoch of the selected models, with intervals and the judge's accuracy."""
+    """Figure 37 in two panels that each say what they measure: (a) the thesis's score, mean P(real) of each
+    epoch's samples under one classifier trained on the final-epoch samples (earlier epochs lie outside its training
+    data, so the curve is not a learning curve); (b) a learning curve, a fresh classifier per epoch and its held-out
+    ROC AUC against real images (0.5 = indistinguishable)."""
     runs = figure_runs(37)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    res = (results or ctx.results or {}).get("runs", {})
+    per_epoch = all((res.get(r) or {}).get("classifier_per_epoch", {}).get("score") for r in runs)
+    fig, axes = plt.subplots(
+        1, 2 if per_epoch else 1, figsize=(12.4 if per_epoch else 6.4, 4.4), squeeze=False
+    )
+    ax = axes[0][0]
     prov = curve_axes(ax, ctx, runs, results, "classifier")
     ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
     ax.text(ax.get_xlim()[0], 0.5, " chance", fontsize=7, va="bottom", color="0.4")
     ax.set_ylabel("Classifier score: mean P(real) of generated images")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(
-        "Classifier score vs epoch (a score, not a loss; ~0 = detected as fake)\nSimpleCNN trained per "
-        "image size on held-out real vs generated images; bands: 95% bootstrap",
-        fontsize=9,
+        "(a) thesis score: one SimpleCNN per image size, trained on held-out reals vs the FINAL-epoch samples,\n"
+        "applied to every epoch (earlier epochs are outside its training data); bands: 95% bootstrap",
+        fontsize=8,
     )
+    if per_epoch:
+        ax = axes[0][1]
+        curve_axes(ax, ctx, runs, results, "classifier_per_epoch")
+        ax.axhline(0.5, color="0.5", lw=0.8, ls=":")
+        ax.text(ax.get_xlim()[0], 0.5, " indistinguishable", fontsize=7, va="bottom", color="0.4")
+        ax.set_ylabel("Held-out ROC AUC, real vs this epoch's samples")
+        ax.set_ylim(0.3, 1.02)
+        ax.set_title(
+            "(b) learning curve: a fresh SimpleCNN per epoch, trained on held-out reals vs that epoch's samples;\n"
+            "lower = harder to tell from real; bands: 95% Hanley-McNeil over the test images",
+            fontsize=8,
+        )
     fig.tight_layout()
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
     figures.save(fig, 37, ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))

@@ -5,6 +5,7 @@ support behind ``make figures``. One room of four modules, one job each:
 * :mod:`~xrutils.studies.params`: params files, the notebooks' parameter check, run configs and the judge resolver;
 * :mod:`~xrutils.studies.context`: a study notebook's context and the summaries it writes;
 * :mod:`~xrutils.studies.build`: run fingerprints, run-folder states, the code stamps and the command line;
+* :mod:`~xrutils.studies.results`: RESULTS.md, each thesis claim against the studies' saved results;
 * :mod:`~xrutils.studies.workflow`: the Snakemake workflow behind ``make figures`` (``make/Snakefile``) and its jobs.
 
 Everything is importable from here (``studies.STUDIES``, ``studies.open_study``...).

@@ -1,0 +1,225 @@
+"""RESULTS.md: each thesis question next to this build's answer, from the studies' saved evaluation results.
+
+For every study the thesis's claim (``Study.claim``) is quoted, and each comparison the claim makes is checked
+against the numbers the study notebook wrote (``<fig_dir>/results/<study>_corrected.json``): the final-epoch score of
+the two runs under the criterion the thesis used (the discriminator judge, or the classifier for Figure 37), with
+intervals. The verdict:
+
+* **agrees** / **disagrees**: the runs' seed intervals (>= 2 training seeds each, Student t over the seeds) do not
+  overlap, and the order is the claimed one / the other one; for a claim of "about the same", agrees when they
+  overlap and both runs have seeds, disagrees when they do not;
+* **inconclusive at this scale**: everything else, saying why: one training seed (evaluation noise only, however
+  far apart the numbers), or intervals that overlap.
+
+Runs of different image sizes meet different judges, so a claim across sizes gets no verdict ("not comparable").
+Claims about single curves or pictures (the epochs studies, the dataset and architecture figures) are quoted with
+the numbers behind them and no verdict. Nothing here is hand-written per build: the text is made from the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One comparison a thesis conclusion makes: ``better`` scores higher than ``worse`` (``relation`` ">"), or the
+    two score about the same ("~"), under ``criterion`` at the final epoch."""
+
+    better: str
+    worse: str
+    relation: Literal[">", "~"] = ">"
+    criterion: Literal["judge", "classifier"] = "judge"
+
+
+# the comparisons each study's conclusion makes (the claim's text is in studies.table.STUDIES[study].claim)
+CLAIMS: dict[str, tuple[Claim, ...]] = {
+    "gan_lr": (Claim("gan__baseline", "gan__lr1e-5"), Claim("gan__baseline", "gan__lr1e-3")),
+    "gan_size": (Claim("gan__baseline", "gan__size32"),),
+    "gan_hidden": (Claim("gan__hidden32", "gan__baseline", "~"),),
+    "vae_lr": (Claim("vae__baseline", "vae__lr1e-5", "~"), Claim("vae__baseline", "vae__lr1e-6", "~")),
+    "vae_size": (Claim("vae__size32", "vae__size64"),),
+    "vae_hidden": (Claim("vae__hidden500", "vae__baseline"),),
+    "pixelcnn_lr": (Claim("pixelcnn__baseline", "pixelcnn__lr5e-4"),),
+    "pixelcnn_size": (Claim("pixelcnn__size128", "pixelcnn__baseline"),),
+    "ddpm_lr": (Claim("ddpm__lr5e-4", "ddpm__baseline", "~"),),
+    "ddpm_size": (Claim("ddpm__size32", "ddpm__baseline"),),
+    "compare": (
+        Claim("ddpm__size32", "gan__baseline"),
+        Claim("ddpm__size32", "pixelcnn__baseline"),
+        Claim("vae__size32", "ddpm__size32", criterion="classifier"),
+        Claim("gan__baseline", "ddpm__size32", criterion="classifier"),
+    ),
+}
+
+CRITERION_TEXT = {
+    "judge": "discriminator judge's score (BCE of real + fake terms; higher = fooled more)",
+    "classifier": "classifier score (mean P(real) of the samples)",
+}
+
+
+def _final(run: dict[str, Any], group: dict[str, Any] | None, criterion: str) -> dict[str, Any] | None:
+    curve = run.get(criterion) or {}
+    if not curve.get("score"):
+        return None
+    out = {
+        "score": curve["score"][-1],
+        "lo": (curve.get("lo") or curve["score"])[-1],
+        "hi": (curve.get("hi") or curve["score"])[-1],
+        "epoch": curve["epochs"][-1],
+        "size": run.get("image_size"),
+        "n_seeds": (group or {}).get("n_seeds", 1),
+        "n_fake": curve.get("n_fake", curve.get("n")),
+        "n_real": curve.get("n_real"),
+    }
+    seeds = (group or {}).get(criterion)
+    if out["n_seeds"] > 1 and seeds and seeds.get("mean"):
+        out.update(seed_mean=seeds["mean"][-1], seed_lo=seeds["lo"][-1], seed_hi=seeds["hi"][-1])
+    return out
+
+
+def _group_of(results: dict[str, Any], run: str) -> dict[str, Any] | None:
+    for g in (results.get("groups") or {}).values():
+        if run in g.get("runs", []):
+            return g
+    return None
+
+
+def check(claim: Claim, results: dict[str, Any]) -> dict[str, Any]:
+    """The build's answer to one claim: both runs' final scores, and the verdict (module docstring)."""
+    runs = results.get("runs") or {}
+    a, b = (
+        _final(runs.get(r) or {}, _group_of(results, r), claim.criterion) if r in runs else None
+        for r in (claim.better, claim.worse)
+    )
+    base = {"claim": claim, "a": a, "b": b}
+    if a is None or b is None:
+        missing = claim.better if a is None else claim.worse
+        return {
+            **base,
+            "verdict": "not measured",
+            "why": f"{missing} has no {claim.criterion} score in this build",
+        }
+    if a["size"] != b["size"]:
+        return {
+            **base,
+            "verdict": "not comparable",
+            "why": f"{a['size']}² against {b['size']}²: different judges, no comparison across image sizes",
+        }
+    same_way = a["score"] > b["score"] if claim.relation == ">" else None
+    if "seed_mean" not in a or "seed_mean" not in b:
+        seeds = min(a["n_seeds"], b["n_seeds"])
+        if same_way is None:
+            overlap = a["lo"] <= b["hi"] and b["lo"] <= a["hi"]
+            way = f" (evaluation intervals {'overlap' if overlap else 'apart'})"
+        else:
+            way = " (points the claimed way)" if same_way else " (points the other way)"
+        return {
+            **base,
+            "verdict": "inconclusive at this scale",
+            "why": f"{seeds} training seed{'s' if seeds != 1 else ''}: evaluation noise only{way}",
+        }
+    apart = a["seed_lo"] > b["seed_hi"] or b["seed_lo"] > a["seed_hi"]
+    if claim.relation == "~":
+        verdict = "disagrees" if apart else "agrees"
+        why = "seed intervals " + ("apart" if apart else "overlap")
+    elif not apart:
+        verdict, why = "inconclusive at this scale", "seed intervals overlap"
+    else:
+        verdict = "agrees" if a["seed_mean"] > b["seed_mean"] else "disagrees"
+        why = "seed intervals apart"
+    return {**base, "verdict": verdict, "why": why}
+
+
+def _fmt(x: dict[str, Any]) -> str:
+    if "seed_mean" in x:
+        return f"{x['seed_mean']:.3g} [{x['seed_lo']:.3g}, {x['seed_hi']:.3g}] over {x['n_seeds']} seeds"
+    return f"{x['score']:.3g} [{x['lo']:.3g}, {x['hi']:.3g}]"
+
+
+def _scale(results: dict[str, Any], checked: list[dict[str, Any]]) -> str:
+    runs = list((results.get("runs") or {}).values())
+    profile = runs[0].get("profile", "?") if runs else "?"
+    seeds = sorted({g.get("n_seeds", 1) for g in (results.get("groups") or {}).values()}) or [1]
+    finals = [x for c in checked for x in (c["a"], c["b"]) if x]
+    n_fake = sorted({x["n_fake"] for x in finals if x.get("n_fake")})
+    n_real = sorted({x["n_real"] for x in finals if x.get("n_real")})
+    parts = [f"profile {profile}", f"training seeds per run: {'/'.join(map(str, seeds))}"]
+    if n_fake:
+        parts.append(f"{'/'.join(map(str, n_fake))} samples per score")
+    if n_real:
+        parts.append(f"{'/'.join(map(str, n_real))} held-out real images")
+    return "; ".join(parts)
+
+
+def study_section(name: str, claim_text: str, question: str, results: dict[str, Any] | None) -> list[str]:
+    lines = [f"## {name}", "", f"*Question:* {question}", "", f"*The thesis:* {claim_text}", ""]
+    claims = CLAIMS.get(name, ())
+    if results is None:
+        return [*lines, "*This build:* no evaluation results (the study draws no scored curves).", ""]
+    if not claims:
+        return [
+            *lines,
+            "*This build:* a claim about single curves or pictures, not a comparison: see the figures.",
+            "",
+        ]
+    checked = [check(c, results) for c in claims]
+    lines += ["| thesis says | this build (final epoch, 95% intervals) | verdict |", "|---|---|---|"]
+    for c in checked:
+        cl = c["claim"]
+        said = f"{cl.better} {'>' if cl.relation == '>' else '≈'} {cl.worse} ({cl.criterion})"
+        if c["a"] and c["b"]:
+            got = f"{cl.better} {_fmt(c['a'])}; {cl.worse} {_fmt(c['b'])}"
+        else:
+            got = "—"
+        lines.append(f"| {said} | {got} | **{c['verdict']}**: {c['why']} |")
+    lines += ["", f"*Scale:* {_scale(results, checked)}.", ""]
+    return lines
+
+
+def verdict_counts(fig_dir: str | Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in CLAIMS:
+        path = Path(fig_dir) / "results" / f"{name}_corrected.json"
+        if path.exists():
+            res = json.loads(path.read_text())
+            for c in CLAIMS[name]:
+                v = check(c, res)["verdict"]
+                counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def results_text(fig_dir: str | Path, profile: str) -> str:
+    """The whole RESULTS.md of one build."""
+    from xrutils.studies.table import STUDIES
+
+    fig_dir = Path(fig_dir)
+    counts = verdict_counts(fig_dir)
+    lines = [
+        f"# Results: the thesis's questions and this build's answers ({profile} profile)",
+        "",
+        "Generated by `python -m xrutils.figures index` from the studies' evaluation results "
+        "(`results/<study>_corrected.json`); see `xrutils/studies/results.py` for how a verdict is reached. "
+        f"Scores: the {CRITERION_TEXT['judge']}, or the {CRITERION_TEXT['classifier']}. A verdict needs at least "
+        "two training seeds per run; with one seed the intervals cover evaluation noise only and the verdict is "
+        "inconclusive, whichever way the numbers point.",
+        "",
+        "Verdicts: " + (", ".join(f"{v} {n}" for v, n in sorted(counts.items())) or "none") + ".",
+        "",
+    ]
+    for name, study in STUDIES.items():
+        path = fig_dir / "results" / f"{name}_corrected.json"
+        res = json.loads(path.read_text()) if path.exists() else None
+        lines += study_section(name, study.claim, study.question, res)
+    return "\n".join(lines)
+
+
+def write_results(fig_dir: str | Path, profile: str) -> Path:
+    from xrutils.atomic import atomic_write_text
+
+    out = Path(fig_dir) / "RESULTS.md"
+    atomic_write_text(out, results_text(fig_dir, profile))
+    return out
