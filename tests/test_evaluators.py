@@ -346,6 +346,22 @@ def test_memorisation_finds_copies(reals, tmp_path):
         assert im.size[0] > 6 * SIZE
 
 
+def test_memorisation_baseline_is_by_patient_and_leaves_out_patients_seen_in_training(reals):
+    train, test = reals["train"][:40], reals["test"][:24]
+    fakes = noise_like(train[:16], 3)
+    train_patients = np.arange(40) // 2  # 20 patients
+    test_patients = np.r_[np.full(4, 7), 100 + np.arange(20) // 4]  # patient 7 is also in training
+    rep = memorisation.memorisation_report(
+        fakes, train, test_uint8=test, test_patients=test_patients, train_patients=train_patients
+    )
+    assert rep["test_patients_in_train"] == 1 and rep["n_test"] == 20 and rep["n_test_patients"] == 5
+    px = rep["pixel"]
+    assert px["ratio_lo"] <= px["ratio"] <= px["ratio_hi"] and "by patient" in rep["interval"]
+    plain = memorisation.memorisation_report(fakes, train, test_uint8=test[4:])
+    assert plain["pixel"]["ratio"] == pytest.approx(px["ratio"])  # the same baseline images, by image
+    assert "n_test_patients" not in plain
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the evaluate command on tiny phantom runs
 

@@ -289,6 +289,24 @@ def test_study_notebook_wrote_its_figures_results_and_index(smoke_build, study):
         assert "claimed" in summary and s.claim[:30] in summary
 
 
+def test_results_md_answers_every_study_from_its_numbers(smoke_build):
+    from xrutils.studies import results
+
+    figs = smoke_build["figs"]
+    text = (figs / "RESULTS.md").read_text()
+    for name, study in studies.STUDIES.items():
+        assert f"## {name}" in text and study.claim[:40] in text, name
+    n_claims = sum(len(c) for c in results.CLAIMS.values())
+    counts = results.verdict_counts(figs)
+    assert sum(counts.values()) == n_claims  # every claim checked against the build's numbers
+    # one training seed in the smoke profile: no claim is decided, and none is decided across image sizes
+    assert set(counts) <= {"inconclusive at this scale", "not comparable"}
+    compare = json.loads((figs / "results" / "compare_corrected.json").read_text())
+    for run in studies.FIGURES[37].runs:  # Figure 37's learning curve: a fresh classifier per epoch
+        per_epoch = compare["runs"][run]["classifier_per_epoch"]
+        assert per_epoch["epochs"] == compare["runs"][run]["classifier"]["epochs"]
+
+
 def test_figure_index_lists_37_figures_and_every_file_exists(smoke_build):
     figs = smoke_build["figs"]
     text = (figs / "FIGURES.md").read_text()

@@ -49,12 +49,27 @@ def pixel_nearest(images_uint8: torch.Tensor, train_uint8: torch.Tensor) -> tupl
     return dist / np.sqrt(d), idx
 
 
-def _summary(fake: np.ndarray, held_out: np.ndarray | None) -> dict[str, float]:
+RATIO_BOOT = 200  # bootstrap replicates of the ratio's interval
+
+
+def _summary(
+    fake: np.ndarray, held_out: np.ndarray | None, held_out_patients: np.ndarray | None = None
+) -> dict[str, float]:
     out = {"mean": float(fake.mean()), "median": float(np.median(fake)), "min": float(fake.min())}
     if held_out is not None and held_out.size:
         ref = float(np.median(held_out))
         out["test_median"] = ref
         out["ratio"] = float(np.median(fake) / ref) if ref > 0 else float("nan")
+        if ref > 0:
+            from xrutils.evaluators import stats
+
+            def ratio(idx: dict[str, np.ndarray]) -> float:
+                base = float(np.median(held_out[idx["held_out"]]))
+                return float(np.median(fake[idx["fake"]]) / base) if base > 0 else float("nan")
+
+            held = stats.Clusters(held_out_patients) if held_out_patients is not None else held_out.size
+            ci = stats.bootstrap(ratio, {"fake": fake.size, "held_out": held}, n_boot=RATIO_BOOT, seed=0)
+            out["ratio_lo"], out["ratio_hi"] = ci["lo"], ci["hi"]
     return out
 
 
@@ -90,26 +105,48 @@ def memorisation_report(
     train_features: np.ndarray | None = None,
     test_features: np.ndarray | None = None,
     grid_path: str | Path | None = None,
+    test_patients: np.ndarray | None = None,
+    train_patients: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Nearest-training-image distances of generated (and held-out real) images, pixel and feature space."""
+    """Nearest-training-image distances of generated (and held-out real) images, pixel and feature space.
+
+    With ``test_patients`` and ``train_patients`` the held-out baseline is by patient: held-out images of a patient
+    who also has training images are left out (their nearest training image may be the same chest), the counts
+    are reported, and the ratio's 95% interval resamples the held-out images by patient (the samples by image)."""
     if fakes_uint8.shape[1:] != train_uint8.shape[1:]:
         raise ValueError(
             f"generated images {tuple(fakes_uint8.shape[1:])} and training images "
             f"{tuple(train_uint8.shape[1:])} differ in shape"
         )
+    keep = None
+    leaked = 0
+    if test_uint8 is not None and test_patients is not None and train_patients is not None:
+        inside = np.isin(np.asarray(test_patients), np.asarray(train_patients))
+        leaked = int(np.unique(np.asarray(test_patients)[inside]).size)
+        keep = np.flatnonzero(~inside)
+        test_uint8 = test_uint8[torch.as_tensor(keep)]
+        test_features = test_features[keep] if test_features is not None else None
+        test_patients = np.asarray(test_patients)[keep]
     px, px_idx = pixel_nearest(fakes_uint8, train_uint8)
-    px_test = pixel_nearest(test_uint8, train_uint8)[0] if test_uint8 is not None else None
+    has_test = test_uint8 is not None and test_uint8.shape[0] > 0
+    px_test = pixel_nearest(test_uint8, train_uint8)[0] if has_test else None
     out: dict[str, Any] = {
-        "pixel": _summary(px, px_test),
+        "pixel": _summary(px, px_test, test_patients),
         "n_fake": int(fakes_uint8.shape[0]),
         "n_train": int(train_uint8.shape[0]),
         "n_test": int(test_uint8.shape[0]) if test_uint8 is not None else 0,
     }
+    if test_patients is not None:
+        out["n_test_patients"] = int(np.unique(test_patients).size)
+        out["test_patients_in_train"] = leaked  # left out of the baseline
+        out["interval"] = "95% bootstrap of the ratio: samples by image, held-out reals by patient"
     if fake_features is not None and train_features is not None:
         tr = torch.as_tensor(train_features)
         ft = nearest(torch.as_tensor(fake_features), tr)[0]
-        ft_test = nearest(torch.as_tensor(test_features), tr)[0] if test_features is not None else None
-        out["feature"] = _summary(ft, ft_test)
+        ft_test = (
+            nearest(torch.as_tensor(test_features), tr)[0] if has_test and test_features is not None else None
+        )
+        out["feature"] = _summary(ft, ft_test, test_patients)
     if grid_path is not None:
         out["grid"] = str(save_pairs_grid(fakes_uint8, train_uint8, px, px_idx, grid_path))
     return out

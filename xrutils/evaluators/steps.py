@@ -352,6 +352,8 @@ def metrics_step(
             train_features=ex.split_features(train_imgs),
             test_features=real_f,
             grid_path=run.rd.eval_dir / f"memorisation_e{last:03d}.png",
+            test_patients=reals.patients(data, "test", ecfg.n_real),
+            train_patients=reals.patients(run.cfg.data, run.cfg.data.split),
         )
         run.result["metrics"] = m
     return extractors.info
