@@ -15,7 +15,7 @@ from torch import nn
 
 from xrutils.config import DataConfig, EvalConfig
 from xrutils.data import load_images
-from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, convert, to_range
+from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, convert, to_range, to_uint8
 from xrutils.evaluators import classifier as clf
 from xrutils.evaluators import features as feat
 from xrutils.evaluators import likelihood, memorisation, stats
@@ -156,8 +156,15 @@ def test_single_batch_quirk_uses_one_batch(reals, trained_d):
 
 
 def test_protocols_and_size_check():
-    assert Quirks.from_protocol("original") == Quirks(True, True, True, True)
+    assert Quirks.from_protocol("original") == Quirks(True, True, True, True, True, True, True)
+    assert Quirks.from_protocol("original").name == "original"
     assert Quirks.from_protocol("corrected").name == "corrected"
+    left_off = Quirks.original(["seeded_ddpm"])  # a profile that cannot afford 1000-step sampling
+    assert not left_off.seeded_ddpm and left_off.generator_train_mode and left_off.minmax_grids
+    assert left_off.name == "original-except-seeded_ddpm" and left_off.changes_scores
+    assert not Quirks.only(["minmax_grids"]).changes_scores  # pictures only
+    with pytest.raises(ValueError, match="unknown quirk 'bogus'"):
+        Quirks.original(["bogus"])
     with pytest.raises(ValueError, match="protocol='thesis'"):
         Quirks.from_protocol("thesis")
     assert Quirks.only(["unmatched_range"]) == Quirks(unmatched_range=True)
@@ -276,6 +283,76 @@ def test_sampler_spec_records_ddpm_sampler_and_steps():
     assert (ddpm.name, ddpm.steps, ddpm.options) == ("ddpm", 1000, {"sampler": "ddpm", "steps": 1000})
     gan = sampler_spec("gan", EvalConfig())
     assert (gan.name, gan.steps, gan.options) == ("generator", None, {})
+    # the original protocol's sampling quirks have their own sampler (and cache files)
+    original = Quirks.from_protocol("original")
+    seeded = sampler_spec("ddpm", EvalConfig(sampler="ddim", sampler_steps=7), 1000, original)
+    assert (seeded.name, seeded.steps, seeded.fixed_seed) == ("ddpm", 1000, 0)
+    assert seeded.options == {"sampler": "ddpm", "steps": 1000} and seeded.tag == "ddpm1000-fixedseed0"
+    trained = sampler_spec("gan", EvalConfig(), None, original)
+    assert trained.train_mode and trained.tag == "generator-trainmode"
+    assert sampler_spec("vae", EvalConfig(), None, original) == sampler_spec("vae", EvalConfig())
+
+
+def _model(family: str, overrides: dict | None = None):
+    from xrutils import registry
+
+    cfg = build_config(family, "tiny", "smoke", overrides or {})
+    return cfg, registry.get(family).build(cfg)
+
+
+def test_gan_samples_in_train_mode_use_batch_statistics_and_leave_the_generator_as_it_was():
+    from xrutils.evaluators.samples import generate_uint8
+
+    _, model = _model("gan")
+    model.generator.eval()
+    state = {k: v.clone() for k, v in model.generator.state_dict().items()}
+
+    def draw(train_mode):
+        g = torch.Generator().manual_seed(5)
+        return generate_uint8(model, 8, generator=g, batch_size=8, options={}, train_mode=train_mode)
+
+    evaluated, trained = draw(False), draw(True)
+    assert not torch.equal(evaluated, trained)  # BatchNorm's batch statistics, not its running ones
+    assert torch.equal(draw(True), trained)  # still seeded
+    after = model.generator.state_dict()
+    assert all(torch.equal(state[k], after[k]) for k in state)  # running statistics restored
+    assert not model.generator.training  # its mode restored
+
+
+def test_seeded_ddpm_quirk_draws_the_same_noise_for_every_run_and_epoch(tmp_path):
+    cfg, model = _model("ddpm", {"model.timesteps": 6})
+    got = {}
+    for seed in (0, 1):
+        run = tmp_path / f"run{seed}"
+        RunDir(run).save_checkpoint(1, {"epoch": 1})
+        cache = SampleCache(
+            run,
+            family="ddpm",
+            seed=seed,
+            image_size=cfg.data.image_size,
+            eval_cfg=EvalConfig(batch_size=3, sampler="ddim", sampler_steps=2),
+            timesteps=6,
+            load_model=lambda e: model,
+            quirks=Quirks.only(["seeded_ddpm"]),
+        )
+        got[seed] = cache.get(1, {"eval": 3})["eval"]
+        name = next((run / "eval" / "samples").glob("*.npy")).name
+        assert "ddpm6-fixedseed0_seed-_eval" in name  # the full chain, seed 0 whatever the run's seed
+    assert torch.equal(got[0], got[1])  # torch.manual_seed(0) at every call, as DDPMPipeline was called
+    # exactly the full chain from a CPU generator seeded with 0
+    direct = model.sample(3, generator=torch.Generator().manual_seed(0), sampler="ddpm", steps=6)
+    assert torch.equal(got[0], to_uint8(direct, model.value_range))
+
+
+def test_seeded_ddpm_quirk_keeps_the_single_real_batch_of_every_epoch(reals, trained_d):
+    judge = Judge(trained_d, SIZE)
+    fakes = {e: reals["test"][:16].float() / 127.5 - 1 for e in (1, 2, 3)}
+    quirks = Quirks.only(["single_batch", "seeded_ddpm"])
+    kw = {"reals_uint8": reals["train"], "batch_size": 16, "n_boot": 10}
+    same = score_curve(judge, [1, 2, 3], fakes, GAN_RANGE, quirks, same_real_batch=True, **kw)
+    fresh = score_curve(judge, [1, 2, 3], fakes, GAN_RANGE, quirks, **kw)
+    assert len(set(same["real_term"])) == 1  # the global reseed made the real batch constant
+    assert len(set(fresh["real_term"])) == 3
 
 
 def test_feature_extractor_is_cached_and_separates_noise(reals, tmp_path, monkeypatch):
@@ -499,7 +576,9 @@ def test_evaluate_original_protocol_reuses_samples(tiny_runs, tmp_path):
         out=tmp_path / "o.json",
     )
     after = {p: p.stat().st_mtime_ns for r in runs for p in (r / "eval" / "samples").glob("*.npy")}
-    assert before == after  # nothing regenerated
+    assert {p: after[p] for p in before} == before  # nothing regenerated
+    # the only new samples: the GAN's generator in train mode (the original never called eval() on it)
+    assert {p.name.split("_")[2] for p in set(after) - set(before)} == {"generator-trainmode"}
     assert res["protocol"] == "original" and res["runs"]["vae"]["judge"]["quirks"]["unmatched_range"]
     assert json.loads((tiny_runs["vae"] / "metrics.json").read_text())["evaluation"]["original"]
 
@@ -531,6 +610,9 @@ def test_evaluate_command_single_quirk(tiny_runs, tmp_path):
         "single_batch": False,
         "unmatched_range": True,
         "train_split_reals": False,
+        "generator_train_mode": False,
+        "seeded_ddpm": False,
+        "minmax_grids": False,
     }
     assert "unmatched_range" in json.loads((tiny_runs["vae"] / "metrics.json").read_text())["evaluation"]
 

@@ -51,12 +51,18 @@ def test_every_figure_has_a_plotting_function_and_a_caption():
 
 def test_runs_of_the_table_exist_as_presets():
     runs = studies.all_runs()
-    assert len(runs) == len(set(runs)) == 27  # the thesis's 25, the demo's faithful GAN and its 16² judge
-    assert set(studies.all_runs("thesis")) == set(runs) - {"gan__faithful", "gan__size16"}
+    assert len(runs) == len(set(runs))
+    configs = [r for r in runs if not studies.run_seed(r)]
+    # the thesis's 25, the demo's faithful GAN and its 16² judge, and the common-size runs the thesis has none of
+    # (the thesis's pixelcnn__size32 is one of its 25; the demo's 32² VAE is the original code's 64² baseline)
+    assert len(configs) == 28 and "vae__asrun" in configs
+    assert set(studies.all_runs("thesis")) == set(runs) - {"gan__faithful", "gan__size16", "vae__asrun"} - {
+        studies.seed_replicate("vae__asrun", k) for k in (1, 2)
+    }
     for run in runs:
         family, preset = studies.split_run_name(run)
         assert preset in registry.get(family).presets, run
-        assert run in studies.LABELS
+        assert studies.seed_replicate(run, 0) in studies.LABELS
     for spec in studies.FIGURES.values():
         for run in spec.runs:
             assert run in runs, (spec.number, run)
@@ -118,12 +124,15 @@ def test_params_files_exist_for_every_run_and_study_in_every_profile():
         names = {p.stem for p in folder.glob("*.yaml")}
         assert set(studies.all_runs(profile)) <= names, sorted(set(studies.all_runs(profile)) - names)
         assert set(studies.STUDIES) <= names
+        # no leftovers: a params file the build does not read (a dropped seed replicate) would mislead
+        assert names == set(studies.all_runs(profile)) | set(studies.STUDIES), profile
         for path in folder.glob("*.yaml"):
             p = studies.read_params(path)
             assert p.get("profile") == profile, path
             if "__" in path.stem:
                 family, preset = studies.split_run_name(path.stem)
                 assert (p["family"], p["preset"]) == (family, preset), path
+                assert p["seed"] == studies.run_seed(path.stem), path
                 build_config(p["family"], p["preset"], profile, p.get("overrides") or {})  # valid config
 
 
@@ -576,3 +585,51 @@ def test_python_fingerprints_ignore_docstrings_comments_and_layout_and_name_bad_
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=r"bad\.ipynb: not a readable notebook"):
         fingerprint.notebook_fingerprint(bad)
+
+
+def test_minmax_grids_stretch_the_tiles_as_save_image_normalize_did_and_keep_the_padding_black():
+    from xrutils.plotting import minmax_grid, tile
+
+    images = torch.full((4, 1, 3, 3), 100, dtype=torch.uint8)
+    images[0, 0, 0, 0], images[3, 0, 2, 2] = 50, 150  # the grid's darkest and brightest pixels
+    grid = tile(images, nrow=2)  # the training grids' layout: padding 2, black
+    out = minmax_grid(grid, 3)
+    assert out[2 + 0, 2 + 0] == 0 and out[2 + 5 + 2, 2 + 5 + 2] == 255  # 50 -> 0, 150 -> 255
+    assert out[3, 3] == 128  # 100 is half way
+    pad = np.ones(grid.shape, bool)
+    for r0 in (2, 7):
+        for c0 in (2, 7):
+            pad[r0 : r0 + 3, c0 : c0 + 3] = False
+    assert (out[pad] == 0).all()
+    with pytest.raises(ValueError, match="no 20x20 tiles"):
+        minmax_grid(grid, 20)
+
+
+def test_figure_s3_draws_the_four_families_over_their_seeds_at_one_size_only(tmp_path):
+    runs = tmp_path / "runs"
+    common = ["gan__size32", "vae__size32", "pixelcnn__size32", "ddpm__size32"]
+    for run in [*common, "gan__baseline"]:
+        _fake_run(runs, run)
+        _fake_run(runs, f"{run}@seed1")
+    ctx = studies.open_study("compare", profile="smoke", run_root=runs, fig_dir=tmp_path / "figs")
+    curve = {"epochs": [1, 2, 3], "mean": [1.0, 1.2, 1.4], "lo": [0.9, 1.0, 1.2], "hi": [1.1, 1.4, 1.6]}
+    groups = {
+        r: {"runs": [r, f"{r}@seed1"], "n_seeds": 2, "judge": curve, "fd_curve": curve}
+        for r in [*common, "gan__baseline"]
+    }
+    pair = {"better": "ddpm__size32", "worse": "gan__size32", "gap": 0.2, "lo": 0.1, "hi": 0.3}
+    pair |= {"p_holm": 0.02, "significant": True, "variance": "training seeds and evaluation samples"}
+    results = {
+        "groups": groups,
+        "ranking": {
+            "by_size": {"32": {"judge": {"order": ["ddpm__size32", "gan__size32"], "pairs": [pair]}}}
+        },
+    }
+    fig = plotting.fig_S3(ctx, results, common)
+    plt.close(fig)
+    entry = json.loads((tmp_path / "figs" / "index" / "fig_S3_common_size.json").read_text())
+    assert entry["ranking"]["judge"]["pairs"][0]["significant"]
+    assert {Path(r["run_dir"]).name for r in entry["runs"]} == {m for r in common for m in groups[r]["runs"]}
+    # no figure compares across scales: a 64² run among 32² ones is refused
+    with pytest.raises(ValueError, match="one image size"):
+        plotting.fig_S3(ctx, results, [*common[1:], "gan__baseline"])

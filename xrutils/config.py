@@ -27,7 +27,7 @@ import dataclasses
 import json
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
@@ -156,6 +156,77 @@ class EvalConfig:
         ):
             _check_positive("eval", name, getattr(self, name))
         _check_positive("eval", "n_real", self.n_real, zero_ok=True)
+
+
+@dataclass(frozen=True)
+class Quirks:
+    """The original judge protocol's deviations, each on its own switch (all off = the corrected protocol); what
+    each one does is in :mod:`xrutils.evaluators.judge`. Plain data, so the command line can list them without
+    importing torch."""
+
+    train_mode_bn: bool = (
+        False  # D in train mode: BatchNorm normalises each single-source batch by its own stats
+    )
+    single_batch: bool = (
+        False  # one batch of eval.batch_size per point, a fresh random real batch every epoch
+    )
+    unmatched_range: bool = False  # fakes in the family's own range ([0, 1] for VAE/PixelCNN/DDPM)
+    train_split_reals: bool = False  # real images from the training split instead of the held-out test split
+    generator_train_mode: bool = False  # the GAN generator sampled in train mode (BatchNorm batch statistics)
+    seeded_ddpm: bool = (
+        False  # DDPM: full 1000-step chain from seed 0 at every epoch, and one fixed real batch
+    )
+    minmax_grids: bool = False  # sample grids min-max scaled (pictures only; no score changes)
+
+    @classmethod
+    def from_protocol(cls, protocol: str | Quirks) -> Quirks:
+        if isinstance(protocol, Quirks):
+            return protocol
+        if protocol == "corrected":
+            return cls()
+        if protocol == "original":
+            return cls(**dict.fromkeys(cls.__dataclass_fields__, True))
+        raise ConfigError(
+            f"protocol={protocol!r} is not allowed; expected 'corrected', 'original' or a Quirks"
+        )
+
+    @classmethod
+    def original(cls, skip: list[str] | tuple[str, ...] = ()) -> Quirks:
+        """The original protocol with the named quirks left off (e.g. ``["seeded_ddpm"]`` where a profile cannot
+        afford 1000-step sampling); its :attr:`name` then says which."""
+        cls.only(list(skip))  # names checked
+        return cls(**{n: n not in skip for n in cls.__dataclass_fields__})
+
+    @classmethod
+    def only(cls, names: list[str]) -> Quirks:
+        """The corrected protocol with the named quirks switched on, e.g. ``["unmatched_range"]``."""
+        allowed = list(cls.__dataclass_fields__)
+        for n in names:
+            if n not in allowed:
+                raise ConfigError(f"unknown quirk {n!r}; expected one of {allowed}")
+        return cls(**{n: True for n in names})
+
+    @property
+    def name(self) -> str:
+        """'corrected', 'original', 'original-except-<quirks off>' when most are on, or the quirks that are on
+        joined by '+' (e.g. 'unmatched_range')."""
+        on = [k for k, v in asdict(self).items() if v]
+        off = [k for k, v in asdict(self).items() if not v]
+        if not on:
+            return "corrected"
+        if not off:
+            return "original"
+        if len(off) < len(on):
+            return "original-except-" + "+".join(off)
+        return "+".join(on)
+
+    @property
+    def changes_scores(self) -> bool:
+        """Whether any quirk that changes a score is on (``minmax_grids`` changes pictures only)."""
+        return any(v for k, v in asdict(self).items() if k != "minmax_grids")
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

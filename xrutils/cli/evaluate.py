@@ -7,8 +7,10 @@ import json
 import sys
 from dataclasses import replace
 
-from xrutils.config import ConfigError, EvalConfig, RunConfig, apply_overrides, parse_sets
+from xrutils.config import ConfigError, EvalConfig, Quirks, RunConfig, apply_overrides, parse_sets
 from xrutils.runs import RunDir
+
+QUIRK_NAMES = list(Quirks.__dataclass_fields__)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -39,9 +41,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         dest="quirks",
         action="append",
         default=[],
-        choices=["train_mode_bn", "single_batch", "unmatched_range", "train_split_reals"],
+        choices=QUIRK_NAMES,
         help="switch on one quirk of the original protocol on top of the corrected one (repeatable; "
         "overrides --protocol)",
+    )
+    p.add_argument(
+        "--skip-quirk",
+        dest="skip_quirks",
+        action="append",
+        default=[],
+        choices=QUIRK_NAMES,
+        help="with --protocol original: leave this quirk off (repeatable), e.g. seeded_ddpm where 1000-step "
+        "sampling is too slow",
     )
     p.add_argument(
         "--set",
@@ -77,12 +88,19 @@ def eval_config(first_run: str, sets: list[str]) -> EvalConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xrutils.evaluators import Quirks, evaluate
+    from xrutils.evaluators import evaluate
 
     ecfg = eval_config(args.runs[0], args.sets)
     if args.protocol:
         ecfg = replace(ecfg, protocol=args.protocol)
-    protocol = Quirks.only(args.quirks) if args.quirks else ecfg.protocol
+    if args.skip_quirks and (args.quirks or ecfg.protocol != "original"):
+        raise ConfigError("--skip-quirk goes with --protocol original (and without --quirk)")
+    if args.quirks:
+        protocol = Quirks.only(args.quirks)
+    elif args.skip_quirks:
+        protocol = Quirks.original(args.skip_quirks)
+    else:
+        protocol = ecfg.protocol
     result = evaluate(
         args.runs,
         args.judge or None,

@@ -14,20 +14,33 @@ Corrected protocol (default):
 * the fake term over ``eval.n_fake`` samples;
 * a 95% bootstrap interval per point (the two sets resampled independently, the real images by patient).
 
-``protocol="original"`` reproduces the quirks of the original scripts (spec §4.1, §6 #13, #14), each switchable
-alone through :class:`Quirks`: train-mode BatchNorm (batch statistics; the BN buffers are restored afterwards,
-since the original re-loaded D from disk each time), a single batch of ``eval.batch_size`` (128) images per point
-with a fresh random real batch each epoch, fakes fed in the family's own output range (VAE, PixelCNN and DDPM in
-[0, 1] against [-1, 1] reals), and reals from the training split. The inverted fake label of ``Discvsauto.py``
-(§6 #15) and the swapped discriminators of ``discvsall.py`` (§6 #23) are bugs of single scripts and are not
-reproduced.
+``protocol="original"`` reproduces the quirks of the original scripts (spec §4.1, §6 #6, #13, #14, #27, #36),
+each switchable alone through :class:`Quirks`:
+
+* ``train_mode_bn``: D in train mode (batch statistics; the BN buffers are restored afterwards, since the original
+  re-loaded D from disk each time);
+* ``single_batch``: one batch of ``eval.batch_size`` (128) images per point, with a fresh random real batch each
+  epoch;
+* ``unmatched_range``: fakes fed in the family's own output range (VAE, PixelCNN and DDPM in [0, 1] against [-1, 1]
+  reals);
+* ``train_split_reals``: reals from the training split;
+* ``generator_train_mode``: the GAN generator sampled in train mode (BatchNorm statistics of each sampled batch;
+  no script ever called ``eval()`` on it);
+* ``seeded_ddpm``: the DDPM sampled with its full ancestral chain (1000 steps) from a generator seeded with 0 at every
+  epoch, as ``DDPMPipeline(generator=torch.manual_seed(0))`` did; that call also reseeded the global RNG, so the one
+  real batch was the same at every epoch;
+* ``minmax_grids``: sample grids shown min-max scaled over the whole grid (``save_image(normalize=True)``, the GAN's
+  training grids), so brightness is not comparable across epochs or models; it changes pictures, not scores.
+
+The inverted fake label of ``Discvsauto.py`` (§6 #15) and the swapped discriminators of ``discvsall.py`` (§6 #23) are
+bugs of single scripts and are not reproduced.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,57 +49,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xrutils.config import Quirks
 from xrutils.data.ranges import GAN_RANGE, Range, convert, to_range
 from xrutils.errors import InputError
 from xrutils.evaluators.stats import bootstrap_sum_of_means, mean_replicates
 from xrutils.runs import RunDir
-
-
-@dataclass(frozen=True)
-class Quirks:
-    """The original protocol's deviations, each on its own switch (all off = the corrected protocol)."""
-
-    train_mode_bn: bool = (
-        False  # D in train mode: BatchNorm normalises each single-source batch by its own stats
-    )
-    single_batch: bool = (
-        False  # one batch of eval.batch_size per point, a fresh random real batch every epoch
-    )
-    unmatched_range: bool = False  # fakes in the family's own range ([0, 1] for VAE/PixelCNN/DDPM)
-    train_split_reals: bool = False  # real images from the training split instead of the held-out test split
-
-    @classmethod
-    def from_protocol(cls, protocol: str | Quirks) -> Quirks:
-        if isinstance(protocol, Quirks):
-            return protocol
-        if protocol == "corrected":
-            return cls()
-        if protocol == "original":
-            return cls(True, True, True, True)
-        raise InputError(
-            f"protocol={protocol!r} is not allowed; expected 'corrected', 'original' or a Quirks"
-        )
-
-    @classmethod
-    def only(cls, names: list[str]) -> Quirks:
-        """The corrected protocol with the named quirks switched on, e.g. ``["unmatched_range"]``."""
-        allowed = list(cls.__dataclass_fields__)
-        for n in names:
-            if n not in allowed:
-                raise InputError(f"unknown quirk {n!r}; expected one of {allowed}")
-        return cls(**{n: True for n in names})
-
-    @property
-    def name(self) -> str:
-        """'corrected', 'original', or the quirks that are on joined by '+' (e.g. 'unmatched_range')."""
-        if self == Quirks():
-            return "corrected"
-        if self == Quirks.from_protocol("original"):
-            return "original"
-        return "+".join(k for k, v in asdict(self).items() if v)
-
-    def to_dict(self) -> dict[str, bool]:
-        return asdict(self)
 
 
 @contextlib.contextmanager
@@ -256,9 +223,13 @@ def score_curve(
     fixed_real: np.ndarray | None = None,
     real_groups: np.ndarray | None = None,
     terms_out: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    same_real_batch: bool = False,
 ) -> dict[str, Any]:
     """The judge curve of one run: per epoch score, interval, both terms, and the judge's own validity (its
     real-vs-fake accuracy and AUC on these images, :func:`judge_validity`).
+
+    ``same_real_batch`` (with ``quirks.single_batch``) draws the one real batch of every epoch from the same
+    generator state, as the original's DDPM script did after its sampler reseeded the global RNG (``seeded_ddpm``).
 
     ``fixed_real`` (per-image real terms computed once for this judge) is used unless ``quirks.single_batch`` asks
     for a fresh real batch per epoch. ``real_groups`` (the patient of each real image) makes the real term's
@@ -277,7 +248,10 @@ def score_curve(
     for e in epochs:
         if quirks.single_batch:
             real = judge.real_terms(
-                reals_uint8, quirks, batch_size=batch_size, generator=real_batch_generator(seed, e)
+                reals_uint8,
+                quirks,
+                batch_size=batch_size,
+                generator=real_batch_generator(seed, 0 if same_real_batch else e),
             )
             reps = None
         else:

@@ -87,8 +87,8 @@ def evaluate(
     quirks = Quirks.from_protocol(protocol)
     first_cfg = RunDir(run_dirs[0]).read_config() if run_dirs else None
     ecfg = eval_cfg or (first_cfg.eval if first_cfg else EvalConfig())
-    ecfg = replace(ecfg, protocol="original" if quirks.name == "original" else "corrected")
-    runs = load_runs(run_dirs, ecfg, dev)
+    ecfg = replace(ecfg, protocol="original" if quirks.name.startswith("original") else "corrected")
+    runs = load_runs(run_dirs, ecfg, dev, quirks)
     judges = load_judges(judge, dev)
     for run in runs:
         if judges and run.size not in judges:

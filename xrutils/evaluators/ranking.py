@@ -43,16 +43,20 @@ def seed_summary(group: list[ScoredRun]) -> dict[str, Any]:
         if len(group) > 1
         else "one training seed: no seed interval",
     }
-    for judge_key in ("judge", "classifier"):
-        if all(judge_key in r.result for r in group):
-            common = sorted(set.intersection(*(set(r.result[judge_key]["epochs"]) for r in group)))
+    curves = {  # per-epoch curves: result key, the value's key in it, and the summary's name
+        "judge": ("judge", "score"),
+        "classifier": ("classifier", "score"),
+        "classifier_per_epoch": ("classifier_per_epoch", "score"),
+        "fd_curve": ("fd_curve", "fd"),
+    }
+    for name, (key, value) in curves.items():
+        if all((r.result.get(key) or {}).get(value) for r in group):
+            common = sorted(set.intersection(*(set(r.result[key]["epochs"]) for r in group)))
             per_epoch = [
-                stats.seed_interval(
-                    [r.result[judge_key]["score"][r.result[judge_key]["epochs"].index(e)] for r in group]
-                )
+                stats.seed_interval([r.result[key][value][r.result[key]["epochs"].index(e)] for r in group])
                 for e in common
             ]
-            out[judge_key] = {
+            out[name] = {
                 "epochs": common,
                 "mean": [p["mean"] for p in per_epoch],
                 "lo": [p["lo"] for p in per_epoch],
@@ -73,11 +77,17 @@ def rank(
     real_features: dict[int, np.ndarray],
     real_clusters: dict[int, stats.Clusters] | None = None,
 ) -> dict[str, Any] | None:
-    """Order the groups by one criterion and test each adjacent gap with a paired bootstrap."""
+    """Order the groups of one image size by one criterion and test every pair of them.
+
+    A pair whose groups both have several training seeds is tested with Welch's t over the seeds' values (seed
+    variance, each value with its own evaluation noise); a pair with a one-seed group with a paired bootstrap over
+    the evaluation samples (evaluation noise only). Holm's correction runs over all pairs; "significant" needs a
+    test with seeds that survives it. ``gaps`` are the pairs adjacent in the order (the ranking as read)."""
     higher = criterion != "fd"
     real_clusters = real_clusters or {}
     sizes: dict[str, int | stats.Clusters] = {}
     stat_of = {}
+    seed_stats: dict[str, list] = {}
     for gname, group in groups.items():
         for r in group:
             if criterion == "judge" and r.last_fake_terms is None:
@@ -98,30 +108,46 @@ def rank(
                 sizes[f"fake:{r.name}"] = r.fake_features.shape[0]
                 sizes[f"feat:{r.size}"] = real_clusters.get(r.size) or real_features[r.size].shape[0]
         stat_of[gname] = _make_stat(gname, group, criterion, real_features)
+        seed_stats[gname] = [_make_stat(f"{gname}#{r.name}", [r], criterion, real_features) for r in group]
     ident = stats.identity_indices(sizes)
     values = {g: float(stat_of[g](ident)) for g in groups}
+    seed_values = {g: [float(f(ident)) for f in fs] for g, fs in seed_stats.items()}
     order = sorted(values, key=lambda g: -values[g] if higher else values[g])
-    gaps = []
-    for i, (a, b) in enumerate(zip(order, order[1:], strict=False)):
-        test = stats.paired_bootstrap(stat_of[a], stat_of[b], sizes, n_boot=n_boot, seed=i)
-        if not higher:  # report the gap as "better minus worse" in the criterion's own direction
-            test = {**test, "gap": -test["gap"], "lo": -test["hi"], "hi": -test["lo"]}
-        with_seeds = len(groups[a]) > 1 and len(groups[b]) > 1
-        gaps.append(
-            {
-                "better": a,
-                "worse": b,
-                **test,
-                "variance": "training seeds and evaluation samples"
-                if with_seeds
-                else "evaluation samples only",
-            }
-        )
-    # "significant" needs a test that includes the training seeds' variance, Holm-corrected over the gaps
-    for g, p_holm in zip(gaps, stats.holm([g["p_value"] for g in gaps]), strict=True):
+    pairs = []
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            with_seeds = len(groups[a]) > 1 and len(groups[b]) > 1
+            if with_seeds:
+                test = stats.welch_test(seed_values[a], seed_values[b])
+            else:
+                test = stats.paired_bootstrap(stat_of[a], stat_of[b], sizes, n_boot=n_boot, seed=len(pairs))
+            if not higher:  # report the gap as "better minus worse" in the criterion's own direction
+                test = {**test, "gap": -test["gap"], "lo": -test["hi"], "hi": -test["lo"]}
+            pairs.append(
+                {
+                    "better": a,
+                    "worse": b,
+                    **test,
+                    "adjacent": b == order[i + 1],
+                    "test": "Welch t over the training seeds' values" if with_seeds else "paired bootstrap",
+                    "variance": "training seeds and evaluation samples"
+                    if with_seeds
+                    else "evaluation samples only",
+                }
+            )
+    for g, p_holm in zip(pairs, stats.holm([g["p_value"] for g in pairs]), strict=True):
         g["p_holm"] = p_holm
         g["significant"] = bool(g["variance"].startswith("training seeds") and p_holm < stats.ALPHA)
-    return {"higher_is_better": higher, "order": order, "values": values, "gaps": gaps}
+    return {
+        "higher_is_better": higher,
+        "order": order,
+        "values": values,
+        "seed_values": seed_values,
+        "n_seeds": {g: len(m) for g, m in groups.items()},
+        "pairs": pairs,
+        "gaps": [p for p in pairs if p["adjacent"]],
+        "correction": f"Holm over the {len(pairs)} pairs",
+    }
 
 
 def _make_stat(gname: str, group: list[ScoredRun], criterion: str, real_features: dict[int, np.ndarray]):

@@ -18,6 +18,11 @@ the same images again.
 All randomness comes from a private generator derived from the run seed and the purpose
 (:func:`xrutils.seeding.make_generator`); the same generator seed is used at every epoch of a run (common random
 numbers: epoch-to-epoch differences then come from the weights, not from the noise).
+
+Two quirks of the original protocol change how samples are drawn (:class:`~xrutils.evaluators.judge.Quirks`), and
+have files of their own: ``generator_train_mode`` draws the GAN's samples with its generator in train mode
+(BatchNorm statistics of each batch), ``seeded_ddpm`` the DDPM's with the full ancestral chain from a CPU generator
+seeded with 0 at every epoch (``DDPMPipeline(generator=torch.manual_seed(0))``).
 """
 
 from __future__ import annotations
@@ -51,16 +56,31 @@ class SamplerSpec:
     name: str
     steps: int | None = None
     options: dict[str, Any] = field(default_factory=dict)  # keyword options of model.sample
+    train_mode: bool = False  # the GAN generator in train mode (original protocol: generator_train_mode)
+    fixed_seed: int | None = None  # every epoch from a CPU generator seeded with this (original: seeded_ddpm)
 
     @property
     def tag(self) -> str:
-        return self.name if self.steps is None else f"{self.name}{self.steps}"
+        tag = self.name if self.steps is None else f"{self.name}{self.steps}"
+        if self.train_mode:
+            tag += "-trainmode"
+        if self.fixed_seed is not None:
+            tag += f"-fixedseed{self.fixed_seed}"
+        return tag
 
 
-def sampler_spec(family: str, eval_cfg: EvalConfig, timesteps: int | None = None) -> SamplerSpec:
+def sampler_spec(
+    family: str, eval_cfg: EvalConfig, timesteps: int | None = None, quirks: Any = None
+) -> SamplerSpec:
     """The evaluation sampler of ``family``: DDPM follows ``eval.sampler`` (DDIM with ``eval.sampler_steps``, or the
     full ancestral chain of ``timesteps`` steps, the model's training schedule); the other families have one
-    natural sampler and take no options."""
+    natural sampler and take no options. ``quirks`` (a :class:`~xrutils.evaluators.judge.Quirks`) may ask for the
+    original protocol's GAN in train mode or its seeded full-chain DDPM."""
+    if family == "gan" and quirks is not None and quirks.generator_train_mode:
+        return SamplerSpec("generator", train_mode=True)
+    if family == "ddpm" and quirks is not None and quirks.seeded_ddpm:
+        options: dict[str, Any] = {"sampler": "ddpm", **({"steps": timesteps} if timesteps else {})}
+        return SamplerSpec("ddpm", timesteps, options, fixed_seed=0)
     if family != "ddpm":
         return SamplerSpec(NATIVE_SAMPLERS.get(family, "native"))
     if eval_cfg.sampler == "ddim":
@@ -78,15 +98,36 @@ def checkpoint_fingerprint(path: Path) -> str:
     return hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
 
 
+def sample_train_mode(model: Any, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` GAN samples with the generator in train mode, as every original script drew them (spec §6 #27):
+    BatchNorm normalises the batch by its own statistics. The running statistics are restored afterwards (the
+    original re-loaded the checkpoint at every epoch), and nothing is differentiated."""
+    from xrutils.evaluators.judge import judging_mode
+    from xrutils.models.layers import randn
+
+    with judging_mode(model.generator, True):
+        return model.generator(randn((n, model.cfg.nz, 1, 1), generator, model.device)).float()
+
+
 def generate_uint8(
-    model: Any, n: int, *, generator: torch.Generator, batch_size: int, options: dict[str, Any]
+    model: Any,
+    n: int,
+    *,
+    generator: torch.Generator,
+    batch_size: int,
+    options: dict[str, Any],
+    train_mode: bool = False,
 ) -> torch.Tensor:
-    """``n`` samples of ``model`` as uint8 ``(n, 1, S, S)`` on the CPU, drawn in batches from ``generator``."""
+    """``n`` samples of ``model`` as uint8 ``(n, 1, S, S)`` on the CPU, drawn in batches from ``generator``
+    (``train_mode``: the GAN's generator in train mode, :func:`sample_train_mode`)."""
     out = []
     done = 0
     while done < n:
         b = min(batch_size, n - done)
-        x = model.sample(b, generator=generator, **options)
+        if train_mode:
+            x = sample_train_mode(model, b, generator)
+        else:
+            x = model.sample(b, generator=generator, **options)
         if x.ndim != 4 or x.shape[0] != b or x.shape[1] != 1:
             raise ValueError(
                 f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; expected ({b}, 1, S, S)"
@@ -114,6 +155,7 @@ class SampleCache:
         timesteps: int | None = None,
         device: str | torch.device = "cpu",
         load_model: Callable[[int], Any] | None = None,
+        quirks: Any = None,
     ):
         self.run = RunDir(run_dir)
         self.family = family
@@ -122,7 +164,7 @@ class SampleCache:
         self.eval_cfg = eval_cfg
         self.device = torch.device(device)
         self.load_model = load_model or self._default_loader
-        self.spec = sampler_spec(family, eval_cfg, timesteps)
+        self.spec = sampler_spec(family, eval_cfg, timesteps, quirks)
         self.value_range: tuple[float, float] | None = None  # the family's output range, known after get()
         self.generated = 0  # images generated (not read from the cache) by this object: for tests and logs
 
@@ -156,9 +198,8 @@ class SampleCache:
                 f"{self.run.path}: no checkpoint for epoch {epoch}; "
                 f"epochs on disk: {self.run.checkpoint_epochs()}"
             )
-        name = (
-            f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{self.seed}_{purpose}_{checkpoint_fingerprint(ckpt)}.npy"
-        )
+        seed = self.seed if self.spec.fixed_seed is None else "-"  # a fixed seed is in the tag
+        name = f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{seed}_{purpose}_{checkpoint_fingerprint(ckpt)}.npy"
         return self.dir / name
 
     def _read(self, path: Path, n: int) -> torch.Tensor:
@@ -222,9 +263,17 @@ class SampleCache:
                 f"the config's {self.image_size}"
             )
         for purpose, n, p in missing:
-            g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
+            if spec.fixed_seed is not None:  # the original's torch.manual_seed(0): a CPU generator
+                g = torch.Generator().manual_seed(spec.fixed_seed)
+            else:
+                g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
             x = generate_uint8(
-                model, n, generator=g, batch_size=self.eval_cfg.batch_size, options=spec.options
+                model,
+                n,
+                generator=g,
+                batch_size=self.eval_cfg.batch_size,
+                options=spec.options,
+                train_mode=spec.train_mode,
             )
             self.generated += n
             self.value_range = tuple(model.value_range)
@@ -235,6 +284,8 @@ class SampleCache:
                 "seed": self.seed,
                 "sampler": spec.name,
                 "steps": spec.steps,
+                "train_mode": spec.train_mode,
+                "fixed_seed": spec.fixed_seed,
                 "value_range": list(self.value_range),
             }
             # the sidecar first: a sample file without its sidecar counts as missing

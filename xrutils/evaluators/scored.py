@@ -73,7 +73,10 @@ def _run_names(dirs: Sequence[Path]) -> list[str]:
     return [f"{d.parent.name}/{d.name}" for d in dirs]
 
 
-def load_runs(run_dirs: Sequence[str | Path], eval_cfg: EvalConfig, device: torch.device) -> list[ScoredRun]:
+def load_runs(
+    run_dirs: Sequence[str | Path], eval_cfg: EvalConfig, device: torch.device, quirks: Any = None
+) -> list[ScoredRun]:
+    """The runs to score, each with its sample cache (``quirks``: the original protocol's sampling quirks)."""
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise InputError("evaluate: no run folders given")
@@ -88,7 +91,9 @@ def load_runs(run_dirs: Sequence[str | Path], eval_cfg: EvalConfig, device: torc
             raise FileNotFoundError(f"{d}: no checkpoints in {rd.checkpoint_dir}; train the run first")
         chosen = epochs if eval_cfg.epochs == "all" else epochs[-1:]
         run = ScoredRun(name, rd, cfg, chosen, None)  # type: ignore[arg-type]
-        run.cache = SampleCache.for_run(d, eval_cfg, device=device, load_model=_model_loader(run, device))
+        run.cache = SampleCache.for_run(
+            d, eval_cfg, device=device, load_model=_model_loader(run, device), quirks=quirks
+        )
         runs.append(run)
     return runs
 

@@ -217,6 +217,26 @@ def holm(p_values: list[float]) -> list[float]:
 # several seeds of one configuration
 
 
+def welch_test(
+    a: list[float] | np.ndarray, b: list[float] | np.ndarray, alpha: float = ALPHA
+) -> dict[str, float]:
+    """Welch's t-test of ``mean(a) - mean(b)`` over two sets of training seeds' values (each value carries its own
+    evaluation noise, so the test covers seeds and samples): the gap, its 95% Welch interval and the two-sided
+    p-value. Needs >= 2 values on each side."""
+    a, b = _as_1d(a, "welch_test a"), _as_1d(b, "welch_test b")
+    if a.size < 2 or b.size < 2:
+        raise ValueError(f"welch_test: {a.size} and {b.size} values; expected >= 2 on each side")
+    gap = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # identical values on both sides: no spread to test against
+        return {"gap": gap, "lo": gap, "hi": gap, "p_value": 1.0 if gap == 0 else 0.0, "df": float("nan")}
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    p = float(2 * sps.t.sf(abs(gap) / se, df))
+    return {"gap": gap, "lo": gap - half, "hi": gap + half, "p_value": p, "df": float(df)}
+
+
 def seed_interval(values: list[float] | np.ndarray, alpha: float = ALPHA) -> dict[str, float]:
     """Mean over seeds with a Student-t interval; with one seed the interval collapses to the value (n=1)."""
     a = _as_1d(values, "seed_interval")

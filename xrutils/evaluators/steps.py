@@ -95,6 +95,7 @@ def judge_step(
             fixed_real=fixed.get(run.size),
             real_groups=None if quirks.single_batch else real_patients,
             terms_out=terms,
+            same_real_batch=quirks.seeded_ddpm and run.family == "ddpm",
         )
         run.result["judge"] = {
             **curve,

@@ -1,8 +1,9 @@
 """One function per thesis figure (``fig_01`` ... ``fig_37``), plus the plots the model notebooks show.
 
 Rooms: :mod:`~xrutils.plotting.common` (building blocks, run plots), :mod:`~xrutils.plotting.thesis` (Figures
-1-2, 5-37 and S1), :mod:`~xrutils.plotting.architecture` (Figures 3-4), :mod:`~xrutils.plotting.failures`
-(Figures 8, 32 and S2, with their named verdict thresholds). Everything is importable from here.
+1-2, 5-37), :mod:`~xrutils.plotting.architecture` (Figures 3-4), :mod:`~xrutils.plotting.failures` (Figures 8, 32
+and S2, with their named verdict thresholds), :mod:`~xrutils.plotting.supplementary` (S1: the original protocol
+quirk by quirk; S3: the four families at one size over their seeds). Everything is importable from here.
 
 Figures are a pure function of run folders and evaluation results (STYLE.md §7): sample panels read the fixed-noise
 grids the training loop saved (``samples/epoch_NNN.png``), curves read the evaluators' JSON (a study's
@@ -31,6 +32,7 @@ from xrutils.plotting.common import (  # noqa: F401
     final_epoch,
     grid_image,
     loss_curves,
+    minmax_grid,
     panel_figure,
     real_grid,
     run_info,
@@ -49,6 +51,7 @@ from xrutils.plotting.failures import (  # noqa: F401
     fig_S2,
     fresh_samples,
 )
+from xrutils.plotting.supplementary import fig_S1, fig_S3, ranking_lines  # noqa: F401
 from xrutils.plotting.thesis import (  # noqa: F401
     fig_01,
     fig_02,
@@ -83,7 +86,6 @@ from xrutils.plotting.thesis import (  # noqa: F401
     fig_35,
     fig_36,
     fig_37,
-    fig_S1,
 )
 from xrutils.studies import FIGURES
 
@@ -140,14 +142,17 @@ __all__ = [
     "fig_37",
     "fig_S1",
     "fig_S2",
+    "fig_S3",
     "figure_numbers",
     "figure_runs",
     "final_epoch",
     "find_unet",
     "fresh_samples",
     "grid_image",
+    "minmax_grid",
     "loss_curves",
     "panel_figure",
+    "ranking_lines",
     "real_grid",
     "run_info",
     "sample_figure",

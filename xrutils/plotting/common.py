@@ -16,7 +16,7 @@ from PIL import Image
 
 from xrutils import figures
 from xrutils.config import RunConfig
-from xrutils.runs import RunDir
+from xrutils.runs import GRID_PADDING, RunDir
 from xrutils.studies import StudyContext, describe_data, label, short_source
 
 BAND_ALPHA = 0.18
@@ -47,6 +47,35 @@ def grid_image(run_dir: str | Path, epoch: int | None = None) -> np.ndarray:
         raise FileNotFoundError(f"{path}: no sample grid for epoch {epoch}")
     with Image.open(path) as im:
         return np.asarray(im.convert("L"))
+
+
+# The families whose training grids the original saved min-max scaled (save_image(normalize=True): the GAN's,
+# spec §2.1, §6 #36); the VAE's were saved unscaled, the PixelCNN's and the DDPM's from [0, 1] images.
+MINMAX_FAMILIES = ("gan",)
+
+
+def minmax_grid(grid: np.ndarray, tile: int, pad: int = GRID_PADDING) -> np.ndarray:
+    """A saved sample grid as ``save_image(normalize=True)`` would have saved it (the original protocol's
+    ``minmax_grids``): the tiles' pixels scaled so that the grid's darkest becomes 0 and its brightest 255, the
+    padding left black. Brightness then says nothing across epochs or models."""
+    mask = np.zeros(grid.shape, dtype=bool)
+    for r0 in range(pad, grid.shape[0] - tile + 1, tile + pad):
+        for c0 in range(pad, grid.shape[1] - tile + 1, tile + pad):
+            mask[r0 : r0 + tile, c0 : c0 + tile] = True
+    if not mask.any():
+        raise ValueError(f"grid of shape {grid.shape} holds no {tile}x{tile} tiles with padding {pad}")
+    px = grid[mask].astype(np.float64)
+    lo, hi = px.min(), px.max()
+    out = np.zeros_like(grid)
+    out[mask] = np.clip(np.round((px - lo) / max(hi - lo, 1e-12) * 255.0), 0, 255).astype(grid.dtype)
+    return out
+
+
+def protocol_quirks(ctx: StudyContext):
+    """The judge protocol a study notebook was run with (its ``protocol`` parameter), as Quirks."""
+    from xrutils.config import Quirks
+
+    return Quirks.from_protocol(ctx.parameters.get("protocol", "corrected"))
 
 
 def size_label(cfg: RunConfig) -> str:
@@ -165,11 +194,20 @@ def sample_figure(ctx: StudyContext, key: int | str, *, dataset: bool = True, no
     if dataset:
         ref = max(cfgs, key=lambda c: c.data.image_size)
         panels.append((f"Dataset ({size_label(ref)})", real_grid(ref)))
+    minmax = protocol_quirks(ctx).minmax_grids
     for r, d, cfg in zip(runs, dirs, cfgs, strict=True):
         e = final_epoch(d)
+        scaled = minmax and cfg.family in MINMAX_FAMILIES
         # wrapped: a long trained-with line ran into the next panel's title
-        trained = "\n".join(textwrap.wrap(f"{trained_label(cfg)}, epoch {e}", width=44))
-        panels.append((f"{label(r)}\n{trained}", grid_image(d, e)))
+        trained = "\n".join(
+            textwrap.wrap(
+                f"{trained_label(cfg)}, epoch {e}"
+                + (", min-max scaled as the original saved it" if scaled else ""),
+                width=44,
+            )
+        )
+        grid = grid_image(d, e)
+        panels.append((f"{label(r)}\n{trained}", minmax_grid(grid, cfg.data.image_size) if scaled else grid))
         prov.append(run_info(d, "samples", e))
     fig = panel_figure(panels)
     figures.save(

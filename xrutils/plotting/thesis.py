@@ -1,5 +1,4 @@
-"""The thesis's Figures 1-2 and 5-37 (except the failure figures 8 and 32), one function each, and the
-supplementary protocol figure S1."""
+"""The thesis's Figures 1-2 and 5-37 (except the failure figures 8 and 32), one function each."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from xrutils import figures
-from xrutils.plotting.common import JUDGE_YLABEL, curve_axes, curve_figure, figure_runs, sample_figure
+from xrutils.plotting.common import curve_axes, curve_figure, figure_runs, sample_figure
 from xrutils.runs import RunDir
 from xrutils.studies import StudyContext, describe_data, short_source
 
@@ -287,24 +286,4 @@ def fig_37(ctx, results=None):
     fig.tight_layout()
     cfg = RunDir(ctx.run_dir(runs[0])).read_config()
     figures.save(fig, 37, ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))
-    return fig
-
-
-def fig_S1(ctx, corrected: dict, original: dict) -> plt.Figure:
-    """Supplementary: the same selected runs judged under the original and the corrected protocol."""
-    runs = [r for r in figure_runs("S1") if r in corrected["runs"]]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
-    prov = []
-    for ax, (name, res) in zip(axes, [("original", original), ("corrected", corrected)], strict=True):
-        prov = curve_axes(ax, ctx, runs, res, "judge")
-        ax.set_title(f"{name} protocol", fontsize=10)
-        ax.set_ylabel(JUDGE_YLABEL, fontsize=8)
-    fig.suptitle(
-        "Same checkpoints, two protocols: original (train-mode BN, one batch of 128, unmatched value "
-        "ranges, training-split reals) vs corrected (eval mode, matched ranges, held-out reals, many samples, intervals)",
-        fontsize=9,
-    )
-    fig.tight_layout()
-    cfg = RunDir(ctx.run_dir(runs[0])).read_config()
-    figures.save(fig, "S1", ctx, runs=prov, source=describe_data(cfg), short_source=short_source(cfg))
     return fig

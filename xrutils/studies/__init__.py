@@ -62,6 +62,7 @@ from xrutils.studies.params import (  # noqa: F401
     JudgeNotFoundError,
     all_runs,
     check_parameters,
+    common_size_runs,
     data_overrides,
     image_size_of,
     judge_runs_for,
@@ -72,10 +73,15 @@ from xrutils.studies.params import (  # noqa: F401
     resolve_path,
     run_config,
     run_params,
+    scored_runs,
+    seeded_runs,
     study_params,
+    study_run_names,
     write_params,
 )
 from xrutils.studies.table import (  # noqa: F401
+    COMMON_SIZE,
+    COMMON_SIZE_PRESETS,
     DATA_NOTEBOOKS,
     EXPECTED_FAILURES,
     FIGURES,
@@ -92,12 +98,16 @@ from xrutils.studies.table import (  # noqa: F401
     figure_study,
     label,
     run_name,
+    run_seed,
+    seed_replicate,
     split_run_name,
     study_runs,
     supplementary_stem,
 )
 
 __all__ = [
+    "COMMON_SIZE",
+    "COMMON_SIZE_PRESETS",
     "DATA_NOTEBOOKS",
     "EXPECTED_FAILURES",
     "FAMILY_MODULE",
@@ -153,5 +163,11 @@ __all__ = [
     "training_sources",
     "write_code_stamps",
     "write_config_stamps",
+    "common_size_runs",
+    "run_seed",
+    "scored_runs",
+    "seed_replicate",
+    "seeded_runs",
+    "study_run_names",
     "write_params",
 ]

@@ -11,8 +11,15 @@ from typing import Any
 
 from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides
 from xrutils.runs import RunDir
-from xrutils.studies.params import image_size_of, resolve_judges, resolve_path
-from xrutils.studies.table import STUDIES, Study, label, study_runs
+from xrutils.studies.params import (
+    common_size_runs,
+    image_size_of,
+    resolve_judges,
+    resolve_path,
+    scored_runs,
+    study_run_names,
+)
+from xrutils.studies.table import COMMON_SIZE, STUDIES, Study, label, run_seed
 
 # ----------------------------------------------------------------------------------------------------------------
 # a study notebook's context
@@ -40,7 +47,7 @@ class StudyContext:
 
     def check_runs(self, runs: Iterable[str] | None = None) -> list[Path]:
         """The run folders of the study (and its judges), complete; raises naming what is missing and how to make it."""
-        names = list(runs if runs is not None else study_runs(self.study, self.profile))
+        names = list(runs if runs is not None else study_run_names(self.study, self.profile))
         if self.study.curve_runs:
             names += [j.name for j in self.judges().values() if j.name not in names]
         missing = [n for n in names if not RunDir(self.run_dir(n)).is_complete()]
@@ -60,9 +67,14 @@ class StudyContext:
                 if (self.run_dir(r) / "config.json").exists()
             }
             | set(self.study.extra_judges)
+            | ({COMMON_SIZE} if self.study.common_size else set())
         )
         found = resolve_judges(sizes, self._run_image_size, f"under {self.run_root}")
         return {s: self.run_dir(r) for s, r in found.items()}
+
+    def scored_runs(self) -> list[str]:
+        """The runs :meth:`evaluate` scores by default (:func:`~xrutils.studies.params.scored_runs`)."""
+        return scored_runs(self.study, self.profile)
 
     def _run_image_size(self, run: str) -> int | None:
         path = self.run_dir(run) / "config.json"
@@ -73,7 +85,7 @@ class StudyContext:
         if self.source:
             return self.source
         sources = set()
-        for run in study_runs(self.study, self.profile):
+        for run in study_run_names(self.study, self.profile):
             path = self.run_dir(run) / "config.json"
             if path.exists():
                 sources.add(describe_data(RunConfig.load(path)))
@@ -86,21 +98,24 @@ class StudyContext:
 
     def evaluate(
         self,
-        protocol: str | None = None,
+        protocol: Any = None,
         *,
         classifier: bool | None = None,
         metrics: bool | None = None,
         runs: Iterable[str] | None = None,
+        fd_curve: bool = True,
     ) -> dict[str, Any]:
-        """Score the curve runs (each image size by its own GAN judge) in one evaluator pass; the result, with
-        ``judge_size`` per run and the judge folders, is written to ``<fig_dir>/results/<study>_<protocol>.json``."""
+        """Score the study's runs (:meth:`scored_runs`: the curve runs, the common-size runs and their seed
+        replicates; each image size by its own GAN judge) in one evaluator pass; the result, with ``judge_size`` per
+        run and the judge folders, is written to ``<fig_dir>/results/<study>_<protocol>.json``. ``protocol`` is
+        "corrected", "original" or a :class:`~xrutils.evaluators.Quirks` (file name: its ``name``)."""
         from xrutils.atomic import atomic_write_text
         from xrutils.evaluators import evaluate
 
         protocol = protocol or self.parameters.get("protocol", "corrected")
         classifier = self.parameters.get("classifier", False) if classifier is None else classifier
         metrics = self.parameters.get("metrics", False) if metrics is None else metrics
-        names = list(runs if runs is not None else self.study.curve_runs)
+        names = list(runs if runs is not None else self.scored_runs())
         sizes = sorted({image_size_of(self.run_dir(r)) for r in names})
         judges = {
             s: self.run_dir(r)
@@ -114,18 +129,42 @@ class StudyContext:
             eval_cfg=eval_cfg,
             classifier=classifier,
             metrics=metrics,
+            fd_curve=fd_curve,
         )
         res["study"] = self.study.name
         res["judges"] = {str(s): {"run_dir": str(p)} for s, p in judges.items()}
         for r in res.get("runs", {}).values():
             r["judge_size"] = r.get("image_size")
+        if self.study.common_size:
+            common = [r for r in common_size_runs(self.profile) if r in res.get("runs", {})]
+            if common:  # the runs of Supplementary Figure S3 and of RESULTS.md's family ranking
+                res["common_size"] = {"size": COMMON_SIZE, "runs": common}
         atomic_write_text(
-            self.fig_dir / "results" / f"{self.study.name}_{protocol}.json",
+            self.fig_dir / "results" / f"{self.study.name}_{res['protocol']}.json",
             json.dumps(res, indent=2, sort_keys=True, default=str) + "\n",
         )
         if protocol == self.parameters.get("protocol", "corrected"):
             self.results = res
         return res
+
+    def evaluate_protocols(
+        self, runs: Iterable[str], skip: Iterable[str] = ()
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """The runs judged under the original protocol (``skip``: quirks left off) and under each of its
+        score-changing quirks alone on top of the corrected one (Supplementary Figure S1). Judge only: no
+        classifier, metrics or FD curve. Returns ``(original, {quirk: result})``."""
+        from xrutils.config import Quirks
+
+        runs, skip = list(runs), list(skip)
+        original = self.evaluate(
+            Quirks.original(skip), classifier=False, metrics=False, runs=runs, fd_curve=False
+        )
+        alone = {
+            q: self.evaluate(Quirks.only([q]), classifier=False, metrics=False, runs=runs, fd_curve=False)
+            for q in Quirks.__dataclass_fields__
+            if q not in skip and Quirks.only([q]).changes_scores
+        }
+        return original, alone
 
     def summary(self, results: dict[str, Any] | None = None) -> str:
         """Markdown: which variant scored best at the final epoch (with 95% intervals), next to the thesis claim."""
@@ -134,7 +173,7 @@ class StudyContext:
             f"### {self.study.name}: what this run found ({self.profile} profile, {self.data_source()})",
             "",
         ]
-        runs = results.get("runs", {})
+        runs = pooled_runs(results)
         if runs:
             lines += judge_summary(runs)
             if any(r.get("classifier") for r in runs.values()):
@@ -161,6 +200,31 @@ def _final(curve: dict[str, Any]) -> tuple[float, float, float, int] | None:
     return float(scores[-1]), float(lo), float(hi), int((curve.get("epochs") or [len(scores)])[-1])
 
 
+def pooled_runs(results: dict[str, Any]) -> dict[str, Any]:
+    """The evaluated runs for the summaries, each configuration once: a run trained with several seeds shows the
+    mean over its seeds with their 95% Student t interval (``n_seeds`` set), and its replicates are not listed on
+    their own."""
+    groups = results.get("groups") or {}
+    out = {}
+    for name, r in (results.get("runs") or {}).items():
+        if run_seed(name):
+            continue
+        g = next((g for g in groups.values() if name in g.get("runs", [])), None)
+        if g and g.get("n_seeds", 1) > 1:
+            r = dict(r, n_seeds=g["n_seeds"])
+            for key in ("judge", "classifier"):
+                if g.get(key) and r.get(key):
+                    r[key] = {**r[key], "epochs": g[key]["epochs"], "score": g[key]["mean"]}
+                    r[key].update(lo=g[key]["lo"], hi=g[key]["hi"])
+        out[name] = r
+    return out
+
+
+def _seeds(r: dict[str, Any]) -> str:
+    n = r.get("n_seeds", 1)
+    return f", mean of {n} training seeds" if n > 1 else ""
+
+
 def judge_summary(runs: dict[str, Any]) -> list[str]:
     """Lines naming the best final-epoch judge score (higher = the judge is fooled more) and whether it is clear."""
     finals = {name: _final(r.get("judge") or {}) for name, r in runs.items()}
@@ -170,7 +234,8 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
     ranked = sorted(finals.items(), key=lambda kv: kv[1][0], reverse=True)
     lines = [
         "Discriminator judge at the final epoch (BCE real + BCE fake; higher = the judge is fooled more; "
-        "95% bootstrap interval):",
+        "95% interval: Student t over the training seeds where a run has several, else a bootstrap over the "
+        "evaluation samples):",
         "",
     ]
     for name, (score, lo, hi, epoch) in ranked:
@@ -178,7 +243,8 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
         j = runs[name].get("judge") or {}
         valid = f"; the judge's real-vs-fake AUC {j['auc'][-1]:.2f}" if j.get("auc") else ""
         lines.append(
-            f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge{valid})"
+            f"- {label(name)}: **{score:.3f}** [{lo:.3f}, {hi:.3f}] (epoch {epoch}, {size}² judge{valid}"
+            f"{_seeds(runs[name])})"
         )
     best, b = ranked[0]
     best_size = runs[best].get("judge_size", runs[best].get("image_size"))
@@ -194,8 +260,13 @@ def judge_summary(runs: dict[str, Any]) -> list[str]:
             + (
                 f"; its interval overlaps {label(second)}'s, so the gap is not clear at this sample size."
                 if overlap
-                else f"; its interval lies above {label(second)}'s. The intervals cover evaluation samples "
-                "only (one training seed each): another seed may reorder them."
+                else f"; its interval lies above {label(second)}'s. "
+                + (
+                    "Both intervals cover the training seeds."
+                    if runs[best].get("n_seeds", 1) > 1 and runs[second].get("n_seeds", 1) > 1
+                    else "The intervals cover evaluation samples only (one training seed): another seed may "
+                    "reorder them."
+                )
             ),
         ]
         sizes = {runs[n].get("judge_size") for n in finals}
@@ -223,12 +294,13 @@ def classifier_summary(runs: dict[str, Any]) -> list[str]:
             if acc is not None and auc is not None
             else ""
         )
-        lines.append(f"- {label(name)}: **{f[0]:.3f}** [{f[1]:.3f}, {f[2]:.3f}]{extra}")
+        lines.append(f"- {label(name)}: **{f[0]:.3f}** [{f[1]:.3f}, {f[2]:.3f}]{extra}{_seeds(r)}")
     return lines
 
 
 def ranking_summary(ranking: dict[str, Any]) -> list[str]:
-    """The evaluator's ranking per image size and criterion, with the paired bootstrap test of each adjacent gap.
+    """The evaluator's ranking per image size and criterion, with the test of each adjacent gap (every pair is tested,
+    :func:`xrutils.evaluators.ranking.rank`).
 
     Sizes are never mixed (each has its own judge, classifier and encoder). A gap is called significant only when
     the test includes the training seeds' variance (several seeds per run) and survives Holm's correction; with one
@@ -254,7 +326,8 @@ def ranking_summary(ranking: dict[str, Any]) -> list[str]:
             lines += [
                 "",
                 f"Ranking at {size}x{size} by {title} ({'higher' if r.get('higher_is_better') else 'lower'} is "
-                "better; paired bootstrap): " + " > ".join(label(n) for n in r["order"]),
+                "better; every pair tested, Welch's t over the seeds where both runs have several, else a paired "
+                "bootstrap; Holm over all pairs): " + " > ".join(label(n) for n in r["order"]),
             ]
             lines += [f"- {g}" for g in gaps]
     return lines

@@ -13,7 +13,18 @@ import yaml
 from xrutils.config import PROFILE_NAMES, ConfigError, RunConfig, apply_overrides
 from xrutils.paths import repo_root
 from xrutils.registry import build_config
-from xrutils.studies.table import GAN_JUDGE_PRESETS, STUDIES, Study, run_name, split_run_name, study_runs
+from xrutils.studies.table import (
+    COMMON_SIZE,
+    COMMON_SIZE_PRESETS,
+    GAN_JUDGE_PRESETS,
+    STUDIES,
+    Study,
+    run_name,
+    run_seed,
+    seed_replicate,
+    split_run_name,
+    study_runs,
+)
 
 # ----------------------------------------------------------------------------------------------------------------
 # configs and params
@@ -145,7 +156,7 @@ def run_params(run: str, profile: str) -> dict[str, Any]:
         "overrides": run_settings(family, preset, profile),
         "profile": profile,
         "run_dir": f"runs/{profile}/{run}",
-        "seed": 0,
+        "seed": run_seed(run),
     }
 
 
@@ -176,7 +187,10 @@ def study_params(study: str, profile: str) -> dict[str, Any]:
         "eval_overrides": {},
     }
     if study == "compare":
+        from xrutils.profiles import ORIGINAL_PROTOCOL_SKIP
+
         params["compare_protocols"] = True
+        params["original_skip"] = dict(ORIGINAL_PROTOCOL_SKIP.get(profile, {}))
     return params
 
 
@@ -273,6 +287,8 @@ class JudgeNotFoundError(ConfigError, FileNotFoundError):
 def judge_runs_for(study: Study, profile: str, params_root: Path | None = None) -> list[str]:
     """The judge runs of a study in ``profile``, resolved from the params files' configs (for the build)."""
     sizes = {_param_image_size(r, profile, params_root) for r in study.curve_runs} | set(study.extra_judges)
+    if study.common_size:
+        sizes.add(COMMON_SIZE)
     found = resolve_judges(
         sizes,
         lambda run: _param_image_size(run, profile, params_root),
@@ -289,14 +305,74 @@ def _param_image_size(run: str, profile: str, params_root: Path | None) -> int:
     ).data.image_size
 
 
+def common_size_runs(profile: str, params_root: Path | None = None) -> list[str]:
+    """One run per family at :data:`~xrutils.studies.table.COMMON_SIZE` in ``profile``: the first preset of
+    :data:`~xrutils.studies.table.COMMON_SIZE_PRESETS` whose config has that image size."""
+    out = []
+    for family, presets in COMMON_SIZE_PRESETS.items():
+        found = [
+            p for p in presets if _param_image_size(run_name(family, p), profile, params_root) == COMMON_SIZE
+        ]
+        if not found:
+            raise ConfigError(
+                f"profile {profile}: no {family} run among {[run_name(family, p) for p in presets]} trains at "
+                f"{COMMON_SIZE}x{COMMON_SIZE}; add a preset of that size to COMMON_SIZE_PRESETS[{family!r}]"
+            )
+        out.append(run_name(family, found[0]))
+    return out
+
+
+def seeded_runs(profile: str) -> dict[str, int]:
+    """The runs a conclusion rests on in ``profile`` and their number of training seeds (``profiles.SEEDS``)."""
+    from xrutils.profiles import SEEDS
+    from xrutils.studies.results import CLAIMS
+
+    n, scope = SEEDS.get(profile, (1, "compare"))
+    if n < 2:
+        return {}
+    compare = [s for s in STUDIES.values() if s.common_size]
+    runs = [r for s in compare for r in s.curve_runs]
+    runs += [r for s in compare for r in common_size_runs(profile)]
+    if scope == "claims":
+        runs += [r for claims in CLAIMS.values() for c in claims for r in (c.better, c.worse)]
+    elif scope != "compare":
+        raise ConfigError(f"profiles.SEEDS[{profile!r}]: scope {scope!r}; expected 'claims' or 'compare'")
+    return dict.fromkeys(runs, n)
+
+
+def replicates(runs: Iterable[str], profile: str) -> list[str]:
+    """Each of ``runs`` followed by its seed replicates in ``profile`` (``<run>@seed1`` ...), deduplicated."""
+    seeds = seeded_runs(profile)
+    out: list[str] = []
+    for run in runs:
+        for name in (run, *(seed_replicate(run, k) for k in range(1, seeds.get(run, 1)))):
+            if name not in out:
+                out.append(name)
+    return out
+
+
+def scored_runs(study: Study, profile: str) -> list[str]:
+    """The runs a study's evaluation scores: its curve runs, the four families at the common size (compare), and
+    the seed replicates of both; ``ctx.evaluate()`` pools each run's seeds into one group."""
+    runs = list(study.curve_runs)
+    if study.common_size:
+        runs += common_size_runs(profile)
+    return replicates(runs, profile)
+
+
+def study_run_names(study: Study, profile: str) -> list[str]:
+    """Every run a study reads in ``profile`` (its figures' runs, then what it scores), judges not included."""
+    return list(dict.fromkeys([*study_runs(study, profile), *scored_runs(study, profile)]))
+
+
 def all_runs(profile: str | None = None) -> list[str]:
-    """Every run the figures of ``profile`` need, judges included, in study order (deduplicated); without a
-    profile, every run any profile needs."""
+    """Every run the figures of ``profile`` need, judges and seed replicates included, in study order
+    (deduplicated); without a profile, every run any profile needs."""
     out: list[str] = []
     for p in [profile] if profile else PROFILE_NAMES:
         for study in STUDIES.values():
             judges = judge_runs_for(study, p) if study.curve_runs else []
-            for run in (*study_runs(study, p), *judges):
+            for run in (*study_run_names(study, p), *judges):
                 if run not in out:
                     out.append(run)
     return out

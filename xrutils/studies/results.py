@@ -14,6 +14,12 @@ intervals. The verdict:
 Runs of different image sizes meet different judges, so a claim across sizes gets no verdict ("not comparable").
 Claims about single curves or pictures (the epochs studies, the dataset and architecture figures) are quoted with
 the numbers behind them and no verdict. Nothing here is hand-written per build: the text is made from the numbers.
+
+The closing question, the ranking of the four families, is answered at one image size (the compare study's
+common-size runs, Supplementary Figure S3) by the evaluator's pairwise tests (:func:`xrutils.evaluators.ranking.rank`):
+each pair of families the thesis ordered (DDPM > GAN > VAE > PixelCNN) **agrees** or **disagrees** only when its
+test includes the training seeds (Welch's t over the seeds) and survives Holm's correction over all pairs; else it is
+inconclusive at this scale.
 """
 
 from __future__ import annotations
@@ -53,6 +59,14 @@ CLAIMS: dict[str, tuple[Claim, ...]] = {
         Claim("vae__size32", "ddpm__size32", criterion="classifier"),
         Claim("gan__baseline", "ddpm__size32", criterion="classifier"),
     ),
+}
+
+# the thesis's closing ranking, by eye (§3.7): DDPM > GAN > VAE > PixelCNN
+FAMILY_ORDER = ("ddpm", "gan", "vae", "pixelcnn")
+RANKING_CRITERIA = {
+    "judge": "discriminator judge",
+    "classifier": "classifier score",
+    "fd": "Fréchet distance (X-ray encoder)",
 }
 
 CRITERION_TEXT = {
@@ -134,6 +148,91 @@ def check(claim: Claim, results: dict[str, Any]) -> dict[str, Any]:
     return {**base, "verdict": verdict, "why": why}
 
 
+def family_pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The thesis's ordered family pairs (DDPM > GAN, GAN > VAE, VAE > PixelCNN), each checked against the
+    pairwise test of every criterion at the common image size: ``{criterion, better, worse, pair, verdict, why}``."""
+    from xrutils.studies.table import split_run_name
+
+    common = results.get("common_size") or {}
+    ranking = ((results.get("ranking") or {}).get("by_size") or {}).get(str(common.get("size"))) or {}
+    family = {r: split_run_name(r)[0] for r in common.get("runs", [])}
+    out = []
+    for crit in RANKING_CRITERIA:
+        r = ranking.get(crit)
+        for a, b in zip(FAMILY_ORDER, FAMILY_ORDER[1:], strict=False):
+            row: dict[str, Any] = {"criterion": crit, "better": a, "worse": b, "pair": None}
+            pair = next(
+                (
+                    p
+                    for p in (r or {}).get("pairs", [])
+                    if {family.get(p["better"]), family.get(p["worse"])} == {a, b}
+                ),
+                None,
+            )
+            if pair is None:
+                out.append({**row, "verdict": "not measured", "why": f"no {crit} test of {a} against {b}"})
+                continue
+            claimed = family.get(pair["better"]) == a
+            if not pair["variance"].startswith("training seeds"):
+                verdict = "inconclusive at this scale"
+                why = "one training seed: evaluation noise only" + (
+                    " (points the claimed way)" if claimed else " (points the other way)"
+                )
+            elif not pair["significant"]:
+                verdict, why = (
+                    "inconclusive at this scale",
+                    f"not significant (Holm p = {pair['p_holm']:.2g})",
+                )
+            else:
+                verdict = "agrees" if claimed else "disagrees"
+                why = f"significant with seeds (Holm p = {pair['p_holm']:.2g})"
+            out.append({**row, "pair": pair, "verdict": verdict, "why": why})
+    return out
+
+
+def family_ranking_lines(results: dict[str, Any]) -> list[str]:
+    """RESULTS.md's answer to the closing question: the families' order at the common size per criterion, and
+    the thesis's ordered pairs with their tests."""
+    common = results.get("common_size") or {}
+    size = common.get("size")
+    ranking = ((results.get("ranking") or {}).get("by_size") or {}).get(str(size)) or {}
+    if not ranking:
+        return ["*The four families at one size:* not scored in this build.", ""]
+    groups = results.get("groups") or {}
+    seeds = "/".join(str(groups.get(r, {}).get("n_seeds", 1)) for r in common.get("runs", []))
+    lines = [
+        f"*The four families at {size}² (one judge, one classifier, one feature encoder; "
+        f"runs {', '.join(common.get('runs', []))}; training seeds {seeds}):*",
+        "",
+    ]
+    for crit, title in RANKING_CRITERIA.items():
+        r = ranking.get(crit)
+        if r:
+            vals = r["values"]
+            order = ", ".join(f"{g} ({vals[g]:.3g})" for g in r["order"])
+            lines.append(
+                f"- {title} ({'higher' if r['higher_is_better'] else 'lower'} is better), best first: {order}"
+            )
+    lines += [
+        "",
+        "| thesis says | criterion | this build (gap, 95% interval, test) | verdict |",
+        "|---|---|---|---|",
+    ]
+    for row in family_pairs(results):
+        p = row["pair"]
+        got = (
+            f"{p['better']} better than {p['worse']} by {p['gap']:.3g} [{p['lo']:.3g}, {p['hi']:.3g}], "
+            f"{p['test']}, p = {p['p_value']:.2g}"
+            if p
+            else "—"
+        )
+        lines.append(
+            f"| {row['better']} > {row['worse']} | {RANKING_CRITERIA[row['criterion']]} | {got} | "
+            f"**{row['verdict']}**: {row['why']} |"
+        )
+    return [*lines, ""]
+
+
 def _fmt(x: dict[str, Any]) -> str:
     if "seed_mean" in x:
         return f"{x['seed_mean']:.3g} [{x['seed_lo']:.3g}, {x['seed_hi']:.3g}] over {x['n_seeds']} seeds"
@@ -177,6 +276,8 @@ def study_section(name: str, claim_text: str, question: str, results: dict[str, 
             got = "—"
         lines.append(f"| {said} | {got} | **{c['verdict']}**: {c['why']} |")
     lines += ["", f"*Scale:* {_scale(results, checked)}.", ""]
+    if results.get("common_size"):
+        lines += family_ranking_lines(results)
     return lines
 
 
@@ -186,8 +287,9 @@ def verdict_counts(fig_dir: str | Path) -> dict[str, int]:
         path = Path(fig_dir) / "results" / f"{name}_corrected.json"
         if path.exists():
             res = json.loads(path.read_text())
-            for c in CLAIMS[name]:
-                v = check(c, res)["verdict"]
+            verdicts = [check(c, res)["verdict"] for c in CLAIMS[name]]
+            verdicts += [row["verdict"] for row in family_pairs(res)] if res.get("common_size") else []
+            for v in verdicts:
                 counts[v] = counts.get(v, 0) + 1
     return counts
 

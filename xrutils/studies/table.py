@@ -24,6 +24,8 @@ class Study:
     claim: str  # what the thesis concluded
     classifier: bool = False  # the classifier judge (a figure with scores="classifier": Figure 37)
     extra_judges: tuple[int, ...] = ()  # image sizes judged although no curve run has them (none so far)
+    # also scores one run of every family at COMMON_SIZE (the runs resolved per profile: params.common_size_runs)
+    common_size: bool = False
 
     @property
     def notebook(self) -> str:
@@ -48,15 +50,38 @@ class FigureSpec:
         return f"fig_{self.number:02d}_{self.slug}"
 
 
-def run_name(family: str, preset: str) -> str:
-    return f"{family}__{preset}"
+# A run trained again with another training seed is named <family>__<preset>@seed<k> (k >= 1); seed 0 keeps the
+# plain name, so the thesis's runs and their folders are the same with or without replicates.
+SEED_MARK = "@seed"
+
+
+def run_name(family: str, preset: str, seed: int = 0) -> str:
+    return f"{family}__{preset}" + (f"{SEED_MARK}{seed}" if seed else "")
 
 
 def split_run_name(name: str) -> tuple[str, str]:
-    family, sep, preset = name.partition("__")
+    """``"gan__lr1e-5"`` -> ``("gan", "lr1e-5")``; a seed replicate's mark is dropped (:func:`run_seed` reads it)."""
+    base = name.partition(SEED_MARK)[0]
+    family, sep, preset = base.partition("__")
     if not sep or not family or not preset:
-        raise ConfigError(f"run name {name!r} is not of the form <family>__<preset>")
+        raise ConfigError(f"run name {name!r} is not of the form <family>__<preset>[{SEED_MARK}<k>]")
     return family, preset
+
+
+def run_seed(name: str) -> int:
+    """The training seed a run name says: ``k`` for ``<run>@seed<k>``, else 0."""
+    base, mark, seed = name.partition(SEED_MARK)
+    if not mark:
+        return 0
+    if not seed.isdigit() or int(seed) < 1:
+        raise ConfigError(f"run name {name!r}: expected {base}{SEED_MARK}<k> with an integer k >= 1")
+    return int(seed)
+
+
+def seed_replicate(run: str, seed: int) -> str:
+    """The name of ``run`` trained with training seed ``seed`` (0: the run itself)."""
+    family, preset = split_run_name(run)
+    return run_name(family, preset, seed)
 
 
 # Model notebooks, one per family: notebooks/<family>.ipynb trains any preset of that family.
@@ -80,6 +105,7 @@ LABELS: dict[str, str] = {
     "vae__lr1e-5": "VAE lr 1e-5",
     "vae__lr1e-6": "VAE lr 1e-6",
     "vae__size64": "VAE size 64 (lr 1e-6)",
+    "vae__asrun": "VAE 64² at lr 1e-4 (the original code's baseline)",
     "vae__size32": "VAE size 32",
     "vae__hidden300": "VAE h 300",
     "vae__hidden500": "VAE h 500",
@@ -482,8 +508,9 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         "protocols",
         "compare",
         "Supplementary: the discriminator judge under the original "
-        "protocol (train-mode BatchNorm, one batch of 128, unmatched value ranges, training-split reals) next to the "
-        "corrected one, for the selected models.",
+        "protocol (train-mode BatchNorm, one batch of 128, unmatched value ranges, training-split reals, the GAN "
+        "generator in train mode, seeded 1000-step DDPM, min-max grids) next to the corrected one, and each quirk "
+        "on its own, for the selected models.",
         ("gan__baseline", "vae__size32", "pixelcnn__baseline", "ddpm__size32"),
         note="Not a thesis figure: shows how much of the thesis's curves the protocol explains.",
         scores="judge",
@@ -499,6 +526,17 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         note="Not a thesis figure, and drawn only in the scaled profiles (smoke, demo), which drop the "
         "diversity loss: at their width the unbounded term dominates the generator's loss.",
     ),
+    "S3": FigureSpec(
+        0,
+        "common_size",
+        "compare",
+        "Supplementary: the four families at one image size (32 x 32), scored by the same discriminator judge, "
+        "classifier and feature encoder, over their training seeds.",
+        (),  # one run per family at COMMON_SIZE, resolved per profile (studies.params.common_size_runs)
+        note="Not a thesis figure: the thesis compared its selected models at 64² and 32², each scored by the "
+        "judge of its own size, so its ranking mixes scales. Here one judge, one classifier and one encoder "
+        "score all four, and each interval covers the training seeds.",
+    ),
 }
 
 
@@ -508,7 +546,9 @@ def study_runs(study: Study, profile: str) -> tuple[str, ...]:
 
 
 def label(run: str) -> str:
-    return LABELS.get(run, run)
+    seed = run_seed(run) if SEED_MARK in run else 0
+    base = seed_replicate(run, 0) if seed else run
+    return LABELS.get(base, base) + (f" (training seed {seed})" if seed else "")
 
 
 def _unique(names: Iterable[str]) -> tuple[str, ...]:
@@ -684,6 +724,7 @@ STUDIES: dict[str, Study] = {
             "By eye: DDPM > GAN > VAE > PixelCNN. Discriminator: VAE and PixelCNN are hardest to detect (their "
             "curves coincide), DDPM best overall. Classifier: VAE and DDPM sit at 0.5 ('easily detected'), the GAN "
             "performs best.",
+            common_size=True,
         ),
     )
 }
@@ -702,3 +743,17 @@ def figure_study(number: int) -> Study:
 # The GAN runs that can judge an image size; :func:`resolve_judges` picks the one whose config has the size.
 # size16 is no thesis run: it judges the demo's halved 32x32 variants (VAE, PixelCNN).
 GAN_JUDGE_PRESETS = ("size16", "size32", "baseline", "size128")
+
+# The common-size comparison of the compare study (Supplementary Figure S3): every family at one image size, so that
+# one judge, one classifier and one feature encoder score all four. Per family, the presets that may train at that
+# size, in order; the first whose config has the size in a profile is used (params.common_size_runs). The thesis
+# profile takes each family's size32; the demo halves the VAE's and the PixelCNN's sizes, so there they are the VAE's
+# asrun (HEAD's 64² baseline at the baseline lr; the size study's size64 trains at the thesis's lr 1e-6) and the
+# PixelCNN's baseline.
+COMMON_SIZE = 32
+COMMON_SIZE_PRESETS: dict[str, tuple[str, ...]] = {
+    "gan": ("size32", "baseline"),
+    "vae": ("size32", "asrun", "baseline"),
+    "pixelcnn": ("size32", "baseline"),
+    "ddpm": ("size32", "baseline"),
+}

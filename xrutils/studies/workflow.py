@@ -43,8 +43,8 @@ from xrutils.studies.build import (
     write_config_stamps,
     write_if_changed,
 )
-from xrutils.studies.params import _repo, all_runs, judge_runs_for
-from xrutils.studies.table import STUDIES, split_run_name, study_runs
+from xrutils.studies.params import _repo, all_runs, judge_runs_for, study_run_names
+from xrutils.studies.table import STUDIES, split_run_name
 
 SNAKEFILE = "make/Snakefile"
 # EXECUTOR=local runs the jobs on this machine; any other value names a Snakemake profile: a folder make/<name>/ or
@@ -164,7 +164,7 @@ class Workflow:
 
     def study_runs(self, study: str) -> list[str]:
         s = STUDIES[study]
-        runs = list(study_runs(s, self.profile))
+        runs = study_run_names(s, self.profile)
         if s.curve_runs:
             runs += [j for j in judge_runs_for(s, self.profile, self.root) if j not in runs]
         return runs
