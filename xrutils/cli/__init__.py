@@ -1,7 +1,7 @@
 """The command line: ``python -m xrutils <command>``. Thin: each command calls the same functions the notebooks do.
 
 Each room adds its own subcommands: ``data`` (xrutils.cli.data), ``train`` / ``sample`` / ``describe``
-(xrutils.cli.train), ``evaluate`` (xrutils.cli.evaluate).
+(xrutils.cli.train), ``evaluate`` (xrutils.cli.evaluate), ``plan`` (xrutils.cli.plan).
 
 One error path for every command (:func:`main`): bad input (a setting, a file, a folder, a busy run folder) prints
 one ``error: ...`` line naming it and exits 2; a full disk or a non-finite run exits 1 with one line; anything else
@@ -26,9 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m xrutils", description=__doc__.splitlines()[0])
     _common_args(parser, None)
     sub = parser.add_subparsers(dest="command", required=True)
-    from xrutils.cli import data, evaluate, train  # each room adds its subcommands
+    from xrutils.cli import data, evaluate, plan, train  # each room adds its subcommands
 
-    for room in (data, train, evaluate):
+    for room in (data, train, evaluate, plan):
         room.add_commands(sub)
     for p in _all_subparsers(parser):  # the common flags are accepted after the command too
         _common_args(p, argparse.SUPPRESS)

@@ -286,6 +286,8 @@ def execute(
     with _GpuSlot(gpu_slots or [], Path(slot_dir or root / ".make" / "gpu")) as device:
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
+            if kind == "run":
+                check_run_fits(name, at_root(params), nih_root, device)
         with open(at_root(log), "w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=root).returncode
     if rc != 0:
@@ -295,6 +297,27 @@ def execute(
         return 1
     at_root(done).touch()
     return 0
+
+
+def check_run_fits(run: str, params: Path, nih_root: str, device: str) -> None:
+    """Refuse, before it starts, a run whose predicted peak memory (:func:`xrutils.plan.check_fits`) exceeds the
+    memory of the GPU it would train on; the error names the run and what to change."""
+    from xrutils import plan
+    from xrutils.studies.params import read_params, run_config
+
+    gpu = local_gpu(device)
+    if gpu is None:
+        return
+    p = read_params(params)
+    cfg = run_config(
+        p["family"],
+        p["preset"],
+        p.get("profile", "thesis"),
+        p.get("overrides") or {},
+        p.get("seed", 0),
+        nih_root,
+    )
+    plan.check_fits(run, cfg, gpu[1], gpu[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -358,7 +381,8 @@ def build(
         write_if_changed(stamps / "nih_root", nih_root + "\n")
         write_code_stamps(stamps, root)
         write_config_stamps(stamps, profile, run_dir, nih_root, root)
-        print_plan(profile, run_dir, nih_root)
+        states = print_plan(profile, run_dir, nih_root)
+        print_cost(profile, [r.run for r in states if r.state != "complete"], nih_root)
         local_gpus = visible_gpus() if gpus is None else gpus
         wf = Workflow(
             profile=profile,
@@ -379,7 +403,61 @@ def build(
         return subprocess.run(cmd, cwd=root).returncode
 
 
-def print_plan(profile: str, run_dir: str, nih_root: str, *, everything: bool = False) -> None:
+def local_gpu(device: str | None = None) -> tuple[str, float] | None:
+    """(name, memory in GB) of a visible CUDA device (``device``: its index; default the first), from
+    ``nvidia-smi`` (no torch import); None on a machine without one."""
+    devices = visible_gpus()
+    if not devices:
+        return None
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    query = [
+        smi,
+        "--query-gpu=name,memory.total",
+        "--format=csv,noheader,nounits",
+        "-i",
+        device or devices[0],
+    ]
+    try:
+        line = (
+            subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        )
+        name, mib = (part.strip() for part in line.rsplit(",", 1))
+        return name, float(mib) * 2**20 / 1e9
+    except (OSError, subprocess.TimeoutExpired, IndexError, ValueError):
+        return None
+
+
+def print_cost(profile: str, runs: list[str], nih_root: str) -> dict[str, Any] | None:
+    """The predicted cost of the runs the build will train (:mod:`xrutils.plan`), priced on this machine's GPU
+    (an H200 where it has none), in one line; a run predicted not to fit on this GPU is named."""
+    if not runs:
+        return None
+    from xrutils import plan
+
+    gpu = local_gpu()
+    key = plan.gpu_of(gpu[0]) if gpu else None
+    p = plan.plan_profile(profile, key or "h200", nih=False, runs=runs, nih_root=nih_root)
+    where = p["gpu_name"] if key else f"an {plan.GPUS['h200'].name} ({gpu[0] if gpu else 'no GPU here'})"
+    flops = p["total_train_flops"] + p["total_grid_flops"] + p["total_eval_flops"]
+    print(
+        f"plan of the {len(runs)} run(s) to train: {flops / 1e15:.3g} PFLOP, {p['total_hours']:.3g} GPU-hours "
+        f"predicted on {where} ({p['total_eval_hours']:.3g} of them evaluation sampling), largest peak memory "
+        f"{p['max_peak_memory_gb']:.3g} GB, {p['total_disk_gb']:.3g} GB of disk "
+        f"(`python -m xrutils plan --profile {profile} --own-data` lists each run)",
+        flush=True,
+    )
+    if gpu:
+        too_big = [r for r, x in p["runs"].items() if x["peak_memory_gb"] > gpu[1]]
+        if too_big:
+            print(
+                f"predicted not to fit on this {gpu[0]} ({gpu[1]:.0f} GB): {', '.join(too_big)}", flush=True
+            )
+    return p
+
+
+def print_plan(profile: str, run_dir: str, nih_root: str, *, everything: bool = False) -> list:
     """What the build will train, resume or retrain, and why (``everything``: the finished runs too)."""
     plan = plan_runs(profile, run_dir, nih_root)
     for r in plan:
@@ -391,3 +469,4 @@ def print_plan(profile: str, run_dir: str, nih_root: str, *, everything: bool = 
         f"folders are kept in {Path(run_dir) / '.stale'}), {counts['complete']} finished and current",
         flush=True,
     )
+    return plan

@@ -1,0 +1,105 @@
+"""The plan (xrutils.plan, ``python -m xrutils plan``): FLOPs and memory predicted from meta tensors, checked against
+real steps on the CPU at small sizes; hours, disk and the fit check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from xrutils import plan, registry
+from xrutils.config import ConfigError
+from xrutils.models.base import StepContext
+from xrutils.registry import build_config
+
+FAMILIES = ("gan", "vae", "pixelcnn", "ddpm")
+
+
+def _real_step(cfg):
+    """One real training step on the CPU, its FLOPs counted and its peak tensor memory measured by the profiler."""
+    model = registry.get(cfg.family).build(cfg)
+    optimizers = model.configure_optimizers(cfg.train)
+    ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+    s, b = cfg.data.image_size, cfg.train.batch_size
+    batch = torch.rand(b, 1, s, s) * (model.value_range[1] - model.value_range[0]) + model.value_range[0]
+    model.training_step(batch, optimizers, ctx)  # Adam's moments exist from here on, as in every later step
+    flops = FlopCounterMode(display=False)
+    with (
+        flops,
+        sdpa_kernel(SDPBackend.MATH),
+    ):  # attention as matmuls, which the counter knows (the CPU's fused
+        model.training_step(batch, optimizers, ctx)  # kernel has no FLOP formula)
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True
+    ) as prof:
+        model.training_step(batch, optimizers, ctx)
+    live = peak = 0
+    for e in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += e.self_cpu_memory_usage  # what the op itself allocated (+) and freed (-), children apart
+        peak = max(peak, live)
+    params = sum(p.numel() for p in model.parameters())
+    return flops.get_total_flops(), peak + 16 * params, params  # peak above what was already held
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_meta_flops_equal_a_real_step_and_memory_is_within_a_fifth(family):
+    # each family's demo baseline at batch 8: small, but not so small that fixed costs dominate
+    cfg = build_config(family, "baseline", "demo", {"train.batch_size": 8})
+    step, params = plan.count_training_step(cfg)
+    flops, measured, real_params = _real_step(cfg)
+    assert params == real_params
+    assert step.flops == pytest.approx(flops, rel=1e-3)  # the same operations (attention: the fused formula)
+    predicted = plan.peak_memory_gb(step, params, "fp32") - plan.CUDA_OVERHEAD_GB
+    assert measured / 1.2 <= predicted * 1e9 <= measured * 1.2, (predicted * 1e9, measured)
+
+
+def test_flops_and_memory_grow_with_batch_and_the_fit_check_names_the_run():
+    cfg = build_config("gan", "tiny", "smoke")
+    small, _ = plan.count_training_step(cfg, 8)
+    large, _ = plan.count_training_step(cfg, 32)
+    assert (
+        large.flops == pytest.approx(4 * small.flops, rel=0.05) and large.saved_bytes > 3 * small.saved_bytes
+    )
+    assert plan.check_fits("gan__tiny", cfg, 80.0) < 80.0
+    with pytest.raises(ConfigError, match="run gan__tiny: predicted peak memory .* lower train.batch_size"):
+        plan.check_fits("gan__tiny", cfg, 0.5)
+
+
+def test_sampling_passes_follow_the_sampler():
+    cfg = build_config("ddpm", "baseline", "thesis")
+    assert plan.sampling_passes(cfg, "ddpm") == 1000 and plan.sampling_passes(cfg, "ddim", 50) == 50
+    assert plan.sampling_passes(build_config("gan", "baseline", "thesis")) == 1
+    one = plan.count_sampling_pass(build_config("gan", "tiny", "smoke"), 4)
+    assert one.flops > 0 and one.kernels > 0
+
+
+def test_a_thesis_run_is_priced_from_its_steps_and_checkpoints():
+    cfg = build_config("gan", "baseline", "thesis", {"data.source": "nih"})
+    r = plan.plan_run("gan__baseline", cfg, plan.GPUS["h200"], scored=True)
+    assert r.steps == 676 * 50  # 86,524 train_val images in batches of 128, 50 epochs (spec §1.2)
+    step, params = plan.count_training_step(cfg)
+    assert r.train_flops == pytest.approx(step.flops * r.steps)
+    assert params == 3_574_656 + 2_763_520  # G and D at 64², h 64 (spec §2.1)
+    assert r.checkpoint_gb == pytest.approx(4 * params * (50 + 2) / 1e9)  # 50 checkpoints, Adam in the newest
+    assert 0 < r.train_hours and 0 < r.eval_hours and r.fits
+
+
+def test_the_plan_of_a_profile_lists_every_run_and_the_cli_prints_json(capsys):
+    from xrutils import studies
+    from xrutils.cli import main
+
+    assert main(["plan", "--profile", "smoke", "--gpu", "rtx4090", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["runs"]) == set(studies.all_runs("smoke"))
+    for r in out["runs"].values():
+        assert r["peak_memory_gb"] > plan.CUDA_OVERHEAD_GB and r["hours"] > 0 and r["disk_gb"] > 0
+    assert out["total_hours"] == pytest.approx(sum(r["hours"] for r in out["runs"].values()))
+    assert out["gpu"] == "rtx4090" and "not measured" in out["assumptions"]["memory"]
+    assert main(["plan", "--profile", "smoke"]) == 0
+    assert "total:" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:  # argparse's choices name the GPU kinds
+        main(["plan", "--profile", "smoke", "--gpu", "tpu"])
+    assert exit_.value.code == 2

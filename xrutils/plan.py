@@ -1,0 +1,520 @@
+"""What a profile costs before its first step: per run the predicted peak GPU memory, the FLOPs of its training, of
+its sample grids and of its evaluation, the hours on a chosen GPU, and the disk its checkpoints take
+(``python -m xrutils plan --profile thesis --gpu h200 [--json]``; ``make figures`` prints the total first).
+
+Nothing here trains, samples or reads data. How each number is made:
+
+* **FLOPs** come from :class:`torch.utils.flop_counter.FlopCounterMode` over one training step of the run's model
+  (forward, backward and the optimiser: ``training_step`` itself) at its batch size, and over one forward pass of
+  its sampling network, both on *meta* tensors (shapes without data: a thesis-sized step is counted in seconds on a
+  CPU). A step's ``.item()`` calls read 1.0 there. Sampling passes per image: GAN and VAE one forward of the
+  generator / decoder; PixelCNN one forward (the cached sampler computes each layer once per position); DDPM one
+  UNet forward per sampler step (1,000 for DDPM, K for DDIM-K).
+* **Peak memory** is a model from the same meta step, not a measurement: fp32 weights, gradients and Adam's two
+  moments (16 bytes a parameter), plus the most bytes autograd holds for backward passes at one time (the tensors
+  :func:`torch.autograd.graph.saved_tensors_hooks` sees, each storage once, from its forward until its backward
+  has run: the GAN's three forward/backward phases do not add up), scaled by :data:`HALF_ACTIVATIONS` for fp16/bf16
+  autocast runs, plus the largest of them again (the transient a backward pass holds next to them) and
+  :data:`CUDA_OVERHEAD_GB` for the CUDA context and cuDNN's workspace.
+* **Hours** are ``FLOPs / (the GPU's dense peak x UTILISATION) + kernels x LAUNCH_S`` per training step and per
+  sampling pass (the second term is what small networks and the PixelCNN's wavefronts cost), on one GPU, one run
+  after the other. Peaks are the vendors' dense tensor-core figures (:data:`GPUS`); UTILISATION and LAUNCH_S are
+  assumptions until a lent GPU measures them (docs/PERFORMANCE.md).
+* **Disk**: the checkpoints as the loop writes them (every checkpointed epoch's weights, fp32; the newest also its
+  Adam state), and the cached evaluation samples (uint8).
+* The data: a run on NIH data trains on the official ``train_val`` list (:data:`NIH_TRAIN_VAL` images, or
+  ``data.max_images``); on the phantom, on its training split.
+
+Evaluation follows the studies (:mod:`xrutils.studies`): every checkpoint of every scored run is sampled once
+(``eval.n_fake``; the last epoch ``max(n_fake, n_metric)``), shared by every study that scores it, plus the compare
+study's original protocol for Figure S1 (its train-mode GAN and seeded full-chain DDPM draw samples of their own).
+The judges, classifiers and encoders are left out: they see each sample once, in small networks.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from xrutils.config import ConfigError, RunConfig
+
+NIH_TRAIN_VAL = 86_524  # images in NIH ChestX-ray14's train_val_list.txt (spec §1.1)
+CUDA_OVERHEAD_GB = 1.0  # CUDA context, cuDNN / cuBLAS workspaces and allocator slack (assumed)
+HALF_ACTIVATIONS = (
+    0.55  # saved activations of an fp16/bf16 autocast step relative to fp32 (norms stay fp32; assumed)
+)
+UTILISATION = 0.30  # share of the dense peak a convolutional training step reaches (assumed, to be measured)
+LAUNCH_S = 8e-6  # seconds per kernel launch a step cannot hide (assumed, to be measured)
+
+
+@dataclass(frozen=True)
+class GPU:
+    """One GPU kind: usable memory and the dense tensor-core peaks (TF32 for fp32 runs, bf16/fp16 for mixed)."""
+
+    name: str
+    memory_gb: float
+    tflops_fp32: float
+    tflops_half: float
+
+
+GPUS: dict[str, GPU] = {
+    "h200": GPU("NVIDIA H200 (141 GB)", 141.0, 494.0, 989.0),
+    "h100": GPU("NVIDIA H100 SXM (80 GB)", 80.0, 494.0, 989.0),
+    "a100-80": GPU("NVIDIA A100 (80 GB)", 80.0, 156.0, 312.0),
+    "l40s": GPU("NVIDIA L40S (48 GB)", 48.0, 183.0, 362.0),
+    "rtx4090": GPU("NVIDIA RTX 4090 (24 GB)", 24.0, 82.6, 165.0),
+}
+
+
+def gpu_of(name: str) -> str | None:
+    """The :data:`GPUS` key of a device name as ``nvidia-smi`` prints it ("NVIDIA H200", ...), or None."""
+    name = name.upper()
+    for key, needle in (("h200", "H200"), ("h100", "H100"), ("a100-80", "A100"), ("l40s", "L40S")):
+        if needle in name:
+            return key
+    return "rtx4090" if "4090" in name else None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# counting one step on meta tensors
+
+
+class _Ops(TorchDispatchMode):
+    """Counts the kernels a piece of code launches (view and metadata ops launch none), and answers every
+    ``.item()`` with 1.0: meta tensors hold no values (a step's loss is read for its history row only)."""
+
+    FREE = {
+        "view",
+        "_unsafe_view",
+        "as_strided",
+        "expand",
+        "t",
+        "transpose",
+        "permute",
+        "unsqueeze",
+        "squeeze",
+    }
+    FREE |= {
+        "slice",
+        "select",
+        "detach",
+        "alias",
+        "reshape",
+        "_reshape_alias",
+        "empty",
+        "split",
+        "chunk",
+        "unbind",
+    }
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            return 1.0
+        name = func.__name__.split(".")[0]
+        if name not in self.FREE and not name.startswith("empty"):
+            self.kernels += 1
+        return func(*args, **(kwargs or {}))
+
+
+@dataclass
+class Count:
+    """One counted piece of work: FLOPs, kernel launches, and for a training step the bytes it keeps."""
+
+    flops: float = 0.0
+    kernels: int = 0
+    saved_bytes: float = 0.0  # the most bytes held for backward passes at one time
+    largest_bytes: float = (
+        0.0  # the largest single tensor saved (the transient a backward holds next to them)
+    )
+
+
+class _Saved:
+    """What autograd holds for the backward pass over time: each saved tensor's storage counted once, while any
+    tensor saved on it is still held (a graph's saved tensors are dropped when its backward has run)."""
+
+    class _Held:
+        __slots__ = ("t", "__weakref__")
+
+        def __init__(self, t: torch.Tensor):
+            self.t = t
+
+    def __init__(self):
+        self.live = self.peak = self.largest = 0.0
+        self._holders: dict[int, int] = {}
+        self._keep: list[torch.Tensor] = []  # storages stay alive (meta: no memory), so no address is reused
+
+    def pack(self, t: torch.Tensor) -> _Saved._Held:
+        storage = t.untyped_storage()
+        key, nbytes = storage._cdata, storage.nbytes()
+        if self._holders.get(key, 0) == 0:
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+            self.largest = max(self.largest, nbytes)
+        self._holders[key] = self._holders.get(key, 0) + 1
+        self._keep.append(t)
+        held = self._Held(t)
+        weakref.finalize(held, self._release, key, nbytes)
+        return held
+
+    def _release(self, key: int, nbytes: int) -> None:
+        self._holders[key] -= 1
+        if self._holders[key] == 0:
+            self.live -= nbytes
+
+    @staticmethod
+    def unpack(held: _Saved._Held) -> torch.Tensor:
+        return held.t
+
+
+class _FusedAttention(TorchFunctionMode):
+    """Attention as a GPU runs it: ``scaled_dot_product_attention`` on meta tensors would take the math path,
+    which keeps the whole attention matrix for the backward pass; a GPU's fused kernel keeps q, k, v, the output
+    and one log-sum-exp per query. So on meta it goes through the fused ("efficient") kernel's own op."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention and args and args[0].device.type == "meta":
+            q, k, v = args[:3]
+            mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+            grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+            return torch.ops.aten._scaled_dot_product_efficient_attention(
+                q,
+                k,
+                v,
+                mask,
+                grad,
+                kwargs.get("dropout_p", 0.0),
+                kwargs.get("is_causal", False),
+                scale=kwargs.get("scale"),
+            )[0]
+        return func(*args, **kwargs)
+
+
+def _count(fn: Callable[[], Any], *, track_saved: bool = False) -> Count:
+    flops, ops, saved = FlopCounterMode(display=False), _Ops(), _Saved()
+    hooks = torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack) if track_saved else _null()
+    with flops, ops, hooks, _FusedAttention():
+        fn()
+    return Count(float(flops.get_total_flops()), ops.kernels, saved.peak, saved.largest)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _meta_model(cfg: RunConfig):
+    from xrutils import registry
+
+    with torch.device("meta"):
+        return registry.get(cfg.family).build(cfg)
+
+
+def count_training_step(cfg: RunConfig, batch_size: int | None = None) -> tuple[Count, int]:
+    """One training step of ``cfg``'s model at ``batch_size`` (default: the config's) on meta tensors, and the
+    model's parameter count."""
+    from xrutils.models.base import StepContext
+
+    model = _meta_model(cfg)
+    optimizers = model.configure_optimizers(cfg.train)
+    ctx = StepContext(device=torch.device("meta"), generator=torch.Generator().manual_seed(0))
+    s, b = cfg.data.image_size, batch_size or cfg.train.batch_size
+    batch = torch.empty(b, 1, s, s, device="meta")
+    count = _count(lambda: model.training_step(batch, optimizers, ctx), track_saved=True)
+    return count, sum(p.numel() for p in model.parameters())
+
+
+def sampling_passes(cfg: RunConfig, sampler: str | None = None, steps: int | None = None) -> int:
+    """Forward passes of the sampling network per sample: the DDPM's sampler steps, else 1."""
+    if cfg.family != "ddpm":
+        return 1
+    sampler = sampler or cfg.model.sampler
+    if sampler == "ddpm":
+        return steps or cfg.model.timesteps
+    return steps or cfg.model.sampler_steps
+
+
+def count_sampling_pass(cfg: RunConfig, n: int = 1) -> Count:
+    """One forward pass of the family's sampling network for ``n`` images, on meta tensors."""
+    model = _meta_model(cfg)
+    s = cfg.data.image_size
+    meta = {"device": "meta"}
+    passes: dict[str, Callable[[], Any]] = {
+        "gan": lambda: model.generator(torch.empty(n, model.cfg.nz, 1, 1, **meta)),
+        "vae": lambda: model.sample_from_noise(torch.empty(n, model.cfg.latent, **meta)),
+        "pixelcnn": lambda: model(torch.empty(n, 1, s, s, **meta)),
+        "ddpm": lambda: model.unet(
+            torch.empty(n, 1, s, s, **meta), torch.zeros((), dtype=torch.long, **meta)
+        ),
+    }
+    if cfg.family not in passes:
+        raise ConfigError(f"plan: no sampling network known for family {cfg.family!r}")
+    with torch.no_grad():
+        return _count(passes[cfg.family])
+
+
+def pixelcnn_wavefronts(cfg: RunConfig) -> int:
+    """Sequential groups of the PixelCNN's cached sampler ((S - 1)(R + 1) + S): each costs its own launches."""
+    from xrutils.models.pixelcnn import wavefronts
+
+    model = _meta_model(cfg)
+    return len(wavefronts(cfg.data.image_size, model.net.reach))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# one run
+
+
+@dataclass
+class RunPlan:
+    run: str
+    family: str
+    image_size: int
+    batch_size: int
+    precision: str
+    params: int
+    steps: int
+    peak_memory_gb: float
+    train_flops: float
+    grid_flops: float
+    eval_flops: float
+    train_hours: float
+    grid_hours: float
+    eval_hours: float
+    checkpoint_gb: float
+    samples_gb: float
+    fits: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def hours(self) -> float:
+        return self.train_hours + self.grid_hours + self.eval_hours
+
+    @property
+    def disk_gb(self) -> float:
+        return self.checkpoint_gb + self.samples_gb
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "hours": self.hours, "disk_gb": self.disk_gb}
+
+
+def _seconds(count: Count, repeats: float, gpu: GPU, half: bool) -> float:
+    peak = (gpu.tflops_half if half else gpu.tflops_fp32) * 1e12
+    return repeats * (count.flops / (peak * UTILISATION) + count.kernels * LAUNCH_S)
+
+
+def peak_memory_gb(step: Count, params: int, precision: str) -> float:
+    """The model of :mod:`xrutils.plan`'s docstring: 16 bytes a parameter, saved activations (x
+    :data:`HALF_ACTIVATIONS` under fp16/bf16), the largest transient, and the CUDA overhead."""
+    act = step.saved_bytes * (HALF_ACTIVATIONS if precision in ("fp16", "bf16") else 1.0)
+    return (16 * params + act + step.largest_bytes) / 1e9 + CUDA_OVERHEAD_GB
+
+
+def training_images(cfg: RunConfig, train_images: int | None = None) -> int:
+    """Images one epoch trains on: ``train_images`` when given, else NIH's train_val (data.source nih) or about
+    80 % of the phantom's images (its train_val list), capped by ``data.max_images``."""
+    if train_images is None:
+        if cfg.data.source == "phantom":  # its patient-disjoint train_val list holds about 80 % of the images
+            train_images = int(0.8 * cfg.data.phantom_n)
+        else:
+            train_images = NIH_TRAIN_VAL
+    return min(train_images, cfg.data.max_images) if cfg.data.max_images else train_images
+
+
+def plan_run(
+    run: str,
+    cfg: RunConfig,
+    gpu: GPU,
+    *,
+    scored: bool,
+    extra_samples: dict[str, int] | None = None,
+    train_images: int | None = None,
+) -> RunPlan:
+    """The cost of one run: its training, its grids and, when ``scored``, the samples its evaluation draws.
+    ``extra_samples``: sampler ("ddpm" for a seeded full chain, "train_mode" for the GAN) -> samples the original
+    protocol draws on top (Figure S1)."""
+    from xrutils.train import count_steps
+
+    step, params = count_training_step(cfg)
+    steps_epoch = count_steps(training_images(cfg, train_images), cfg.train)
+    steps = steps_epoch * cfg.train.epochs
+    half = cfg.train.precision in ("fp16", "bf16")
+    one = count_sampling_pass(cfg, cfg.eval.batch_size)
+    batch = cfg.eval.batch_size
+    epochs = list(range(1, cfg.train.epochs + 1))
+    grid_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.sample_every == 0]
+    ckpt_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.checkpoint_every == 0]
+    wave = pixelcnn_wavefronts(cfg) if cfg.family == "pixelcnn" else 1
+
+    def sampling(n_images: int, passes: int) -> tuple[float, float]:
+        batches = math.ceil(n_images / batch)
+        launches = Count(one.flops, one.kernels * wave)
+        return passes * batches * one.flops, _seconds(launches, passes * batches, gpu, half=False)
+
+    grid_flops, grid_s = sampling(cfg.train.n_grid * len(grid_epochs), sampling_passes(cfg))
+    eval_flops = eval_s = 0.0
+    samples = 0
+    if scored:
+        per_ckpt = [cfg.eval.n_fake] * len(ckpt_epochs)
+        per_ckpt[-1] = max(cfg.eval.n_fake, cfg.eval.n_metric) + cfg.eval.n_real  # + the classifier's share
+        samples = sum(per_ckpt)
+        passes = sampling_passes(
+            cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
+        )
+        eval_flops, eval_s = sampling(samples, passes)
+        for what, n in (extra_samples or {}).items():
+            p = sampling_passes(cfg, "ddpm") if what == "ddpm" else 1
+            f, t = sampling(n * len(ckpt_epochs), p)
+            eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + n * len(ckpt_epochs)
+    weights = 4 * params
+    checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only
+    peak = peak_memory_gb(step, params, cfg.train.precision)
+    return RunPlan(
+        run=run,
+        family=cfg.family,
+        image_size=cfg.data.image_size,
+        batch_size=cfg.train.batch_size,
+        precision=cfg.train.precision,
+        params=params,
+        steps=steps,
+        peak_memory_gb=peak,
+        train_flops=step.flops * steps,
+        grid_flops=grid_flops,
+        eval_flops=eval_flops,
+        train_hours=_seconds(step, steps, gpu, half) / 3600,
+        grid_hours=grid_s / 3600,
+        eval_hours=eval_s / 3600,
+        checkpoint_gb=checkpoint_gb,
+        samples_gb=samples * cfg.data.image_size**2 / 1e9,
+        fits=peak <= gpu.memory_gb,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# a whole profile
+
+
+def plan_profile(
+    profile: str,
+    gpu: str = "h200",
+    *,
+    nih: bool = True,
+    train_images: int | None = None,
+    runs: list[str] | None = None,
+    nih_root: str = "",
+) -> dict[str, Any]:
+    """Every run of ``profile`` (studies.all_runs; ``runs``: only these), each with its cost, and the totals.
+    ``nih``: price the runs on NIH data (the thesis's), else on the profile's own data source (``nih_root``: the
+    build's NIH root, whose data then is the source)."""
+    from xrutils import studies
+
+    if gpu not in GPUS:
+        raise ConfigError(f"plan: unknown GPU {gpu!r}; expected one of {', '.join(GPUS)}")
+    kind = GPUS[gpu]
+    scored = {r for s in studies.STUDIES.values() for r in studies.scored_runs(s, profile)}
+    s1 = set(studies.SUPPLEMENTARY["S1"].runs) if profile != "smoke" else set()
+    skip = studies.study_params("compare", profile).get("original_skip") or {}
+    planned: dict[str, RunPlan] = {}
+    for run in runs if runs is not None else studies.all_runs(profile):
+        p = studies.read_params(studies.params_dir(profile) / f"{run}.yaml")
+        overrides = {**(p.get("overrides") or {}), **({"data.source": "nih"} if nih else {})}
+        cfg = studies.run_config(
+            p["family"], p["preset"], profile, overrides, p.get("seed", 0), "" if nih else nih_root
+        )
+        extra: dict[str, int] = {}
+        if run in s1:
+            if cfg.family == "gan":
+                extra["train_mode"] = cfg.eval.batch_size
+            if cfg.family == "ddpm" and "seeded_ddpm" not in skip:
+                extra["ddpm"] = cfg.eval.batch_size
+        planned[run] = plan_run(
+            run, cfg, kind, scored=run in scored, extra_samples=extra, train_images=train_images
+        )
+    total = {
+        k: sum(getattr(r, k) for r in planned.values())
+        for k in ("train_flops", "grid_flops", "eval_flops", "train_hours", "grid_hours", "eval_hours")
+    }
+    return {
+        "profile": profile,
+        "gpu": gpu,
+        "gpu_name": kind.name,
+        "data": "NIH ChestX-ray14 train_val" if nih else "the profile's data source",
+        "assumptions": {
+            "utilisation": UTILISATION,
+            "launch_s": LAUNCH_S,
+            "cuda_overhead_gb": CUDA_OVERHEAD_GB,
+            "half_activations": HALF_ACTIVATIONS,
+            "memory": "modelled from meta tensors (weights, gradients, Adam, saved activations), not measured",
+            "flops": "torch.utils.flop_counter on one training step and one sampling pass, on meta tensors",
+        },
+        "runs": {r: p.to_dict() for r, p in planned.items()},
+        "total_hours": sum(p.hours for p in planned.values()),
+        "total_disk_gb": sum(p.disk_gb for p in planned.values()),
+        "total_checkpoint_gb": sum(p.checkpoint_gb for p in planned.values()),
+        "max_peak_memory_gb": max((p.peak_memory_gb for p in planned.values()), default=0.0),
+        "not_fitting": [r for r, p in planned.items() if not p.fits],
+        **{f"total_{k}": v for k, v in total.items()},
+    }
+
+
+def check_fits(run: str, cfg: RunConfig, memory_gb: float, gpu_name: str = "this GPU") -> float:
+    """Raise :class:`ConfigError` before a run starts when its predicted peak memory exceeds ``memory_gb``, naming
+    the run and what to change; else return the prediction (GB)."""
+    step, params = count_training_step(cfg)
+    peak = peak_memory_gb(step, params, cfg.train.precision)
+    if peak > memory_gb:
+        raise ConfigError(
+            f"run {run}: predicted peak memory {peak:.1f} GB exceeds {gpu_name}'s {memory_gb:.1f} GB "
+            f"(batch {cfg.train.batch_size} at {cfg.data.image_size}², {cfg.train.precision}); lower "
+            f"train.batch_size, use train.precision=bf16, or run it on a GPU with more memory "
+            f"(python -m xrutils plan --profile {cfg.profile} lists every run's prediction)"
+        )
+    return peak
+
+
+def report(plan: dict[str, Any]) -> str:
+    """The plan as a table: one line per run, then the totals."""
+    head = (
+        f"{'run':34s} {'size':>4s} {'prec':>4s} {'params':>8s} {'steps':>7s} {'peak GB':>8s} "
+        f"{'train PF':>9s} {'grids PF':>9s} {'eval PF':>9s} {'hours':>7s} {'disk GB':>8s}"
+    )
+    lines = [
+        f"plan of the {plan['profile']} profile on {plan['gpu_name']} ({plan['data']}); one GPU, one run after "
+        "the other",
+        head,
+    ]
+    for name, r in plan["runs"].items():
+        flag = "" if r["fits"] else "  DOES NOT FIT"
+        lines.append(
+            f"{name:34s} {r['image_size']:4d} {r['precision']:>4s} {r['params'] / 1e6:7.1f}M {r['steps']:7d} "
+            f"{r['peak_memory_gb']:8.1f} {r['train_flops'] / 1e15:9.1f} {r['grid_flops'] / 1e15:9.2f} "
+            f"{r['eval_flops'] / 1e15:9.1f} {r['hours']:7.2f} {r['disk_gb']:8.2f}{flag}"
+        )
+    lines += [
+        f"total: {plan['total_hours']:.1f} GPU-hours (training {plan['total_train_hours']:.1f}, grids "
+        f"{plan['total_grid_hours']:.1f}, evaluation sampling {plan['total_eval_hours']:.1f}), "
+        f"{plan['total_disk_gb']:.0f} GB of disk ({plan['total_checkpoint_gb']:.0f} GB checkpoints), largest peak "
+        f"{plan['max_peak_memory_gb']:.1f} GB",
+        "memory is modelled from meta tensors and hours assume "
+        f"{UTILISATION:.0%} of the dense peak plus {LAUNCH_S * 1e6:.0f} us a kernel launch: predictions, not "
+        "measurements",
+    ]
+    if plan["not_fitting"]:
+        lines.append(f"predicted not to fit on {plan['gpu_name']}: {', '.join(plan['not_fitting'])}")
+    return "\n".join(lines)
