@@ -234,7 +234,7 @@ def test_run_folder_is_complete_and_model_notebooks_trained_theirs(smoke_build, 
     rd = RunDir(d)
     assert (d / ".complete").exists() and rd.is_complete()
     cfg = rd.read_config()
-    assert cfg.profile == "smoke" and f"{cfg.family}__{cfg.preset}" == run
+    assert cfg.profile == "smoke" and studies.run_name(cfg.family, cfg.preset, cfg.seed) == run
     assert cfg.data.source == "phantom"
     assert rd.checkpoint_epochs() == list(range(1, cfg.train.epochs + 1))
     assert [r["epoch"] for r in rd.read_history()] == list(range(1, cfg.train.epochs + 1))
@@ -274,7 +274,8 @@ def test_study_notebook_wrote_its_figures_results_and_index(smoke_build, study):
             assert entry["footer"].startswith("smoke profile, phantom data"), entry["footer"]
     if s.curve_runs:
         res = json.loads((figs / "results" / f"{study}_corrected.json").read_text())
-        assert set(res["runs"]) == set(s.curve_runs)
+        # its curve runs, the common-size runs (compare) and their training seeds
+        assert set(res["runs"]) == set(studies.scored_runs(s, "smoke"))
         for name, r in res["runs"].items():
             epochs = r["judge"]["epochs"]
             assert (
@@ -298,10 +299,19 @@ def test_results_md_answers_every_study_from_its_numbers(smoke_build):
         assert f"## {name}" in text and study.claim[:40] in text, name
     n_claims = sum(len(c) for c in results.CLAIMS.values())
     counts = results.verdict_counts(figs)
-    assert sum(counts.values()) == n_claims  # every claim checked against the build's numbers
-    # one training seed in the smoke profile: no claim is decided, and none is decided across image sizes
-    assert set(counts) <= {"inconclusive at this scale", "not comparable"}
     compare = json.loads((figs / "results" / "compare_corrected.json").read_text())
+    pairs = results.family_pairs(compare)
+    # every claim checked against the build's numbers, and the thesis's family order pair by pair, per criterion
+    assert sum(counts.values()) == n_claims + len(pairs) == n_claims + 3 * len(results.RANKING_CRITERIA)
+    for name, claims in results.CLAIMS.items():  # one training seed outside the compare study: nothing decided
+        res = json.loads((figs / "results" / f"{name}_corrected.json").read_text())
+        verdicts = {results.check(c, res)["verdict"] for c in claims}
+        seeded = name == "compare"
+        assert verdicts <= {"inconclusive at this scale", "not comparable", *(("agrees", "disagrees") * seeded)}
+    # the compare study's four families at 32², two seeds each in smoke: every pair tested with the seeds
+    assert compare["common_size"]["runs"] == studies.common_size_runs("smoke")
+    assert all(p["pair"]["variance"].startswith("training seeds") for p in pairs)
+    assert "The four families at 32²" in text
     for run in studies.FIGURES[37].runs:  # Figure 37's learning curve: a fresh classifier per epoch
         per_epoch = compare["runs"][run]["classifier_per_epoch"]
         assert per_epoch["epochs"] == compare["runs"][run]["classifier"]["epochs"]
@@ -317,7 +327,7 @@ def test_figure_index_lists_37_figures_and_every_file_exists(smoke_build):
     assert len(linked) >= 2 * 37
     for name in linked:
         assert (figs / name).exists(), name
-    assert "Supplementary Figure S1" in text  # original vs corrected protocol
+    assert "Supplementary Figure S1" in text and "Supplementary Figure S3" in text  # protocols; the 32² families
     assert text.count("- Commit: ") >= 37 and text.count("- Data source: ") >= 37
 
 
@@ -403,7 +413,7 @@ def _dry_run_after_change(build: dict, stamp: str) -> dict[str, set[str]]:
         os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     return {
-        "run": set(re.findall(r"output: \S+/([\w\-.]+)/\.complete", dry.stdout)),
+        "run": set(re.findall(r"output: \S+/([\w\-.@]+)/\.complete", dry.stdout)),
         "study": set(re.findall(r"output: \S+/\.stamps/(\w+)\.done", dry.stdout)),
     }
 
