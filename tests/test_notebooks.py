@@ -327,7 +327,8 @@ def test_figure_index_lists_37_figures_and_every_file_exists(smoke_build):
     assert len(linked) >= 2 * 37
     for name in linked:
         assert (figs / name).exists(), name
-    assert "Supplementary Figure S1" in text and "Supplementary Figure S3" in text  # protocols; the 32² families
+    assert "Supplementary Figure S1" in text  # original vs corrected protocol
+    assert "Supplementary Figure S3" in text  # the four families at 32²
     assert text.count("- Commit: ") >= 37 and text.count("- Data source: ") >= 37
 
 
