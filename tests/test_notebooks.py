@@ -303,11 +303,18 @@ def test_results_md_answers_every_study_from_its_numbers(smoke_build):
     pairs = results.family_pairs(compare)
     # every claim checked against the build's numbers, and the thesis's family order pair by pair, per criterion
     assert sum(counts.values()) == n_claims + len(pairs) == n_claims + 3 * len(results.RANKING_CRITERIA)
-    for name, claims in results.CLAIMS.items():  # one training seed outside the compare study: nothing decided
+    for (
+        name,
+        claims,
+    ) in results.CLAIMS.items():  # one training seed outside the compare study: nothing decided
         res = json.loads((figs / "results" / f"{name}_corrected.json").read_text())
         verdicts = {results.check(c, res)["verdict"] for c in claims}
         seeded = name == "compare"
-        assert verdicts <= {"inconclusive at this scale", "not comparable", *(("agrees", "disagrees") * seeded)}
+        assert verdicts <= {
+            "inconclusive at this scale",
+            "not comparable",
+            *(("agrees", "disagrees") * seeded),
+        }
     # the compare study's four families at 32², two seeds each in smoke: every pair tested with the seeds
     assert compare["common_size"]["runs"] == studies.common_size_runs("smoke")
     assert all(p["pair"]["variance"].startswith("training seeds") for p in pairs)
