@@ -39,6 +39,7 @@ from xrutils.errors import InputError
 from xrutils.studies.build import (
     plan_runs,
     prepare_run,
+    run_config_of,
     write_code_stamps,
     write_config_stamps,
     write_if_changed,
@@ -303,21 +304,11 @@ def check_run_fits(run: str, params: Path, nih_root: str, device: str) -> None:
     """Refuse, before it starts, a run whose predicted peak memory (:func:`xrutils.plan.check_fits`) exceeds the
     memory of the GPU it would train on; the error names the run and what to change."""
     from xrutils import plan
-    from xrutils.studies.params import read_params, run_config
 
     gpu = local_gpu(device)
     if gpu is None:
         return
-    p = read_params(params)
-    cfg = run_config(
-        p["family"],
-        p["preset"],
-        p.get("profile", "thesis"),
-        p.get("overrides") or {},
-        p.get("seed", 0),
-        nih_root,
-    )
-    plan.check_fits(run, cfg, gpu[1], gpu[0])
+    plan.check_fits(run, run_config_of(params, nih_root)[1], gpu[1], gpu[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------
