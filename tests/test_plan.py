@@ -18,9 +18,10 @@ from xrutils.registry import build_config
 FAMILIES = ("gan", "vae", "pixelcnn", "ddpm")
 
 
-def _real_step(cfg):
+def _real_step(cfg, *, checkpointing: bool = False):
     """One real training step on the CPU, its FLOPs counted and its peak tensor memory measured by the profiler."""
     model = registry.get(cfg.family).build(cfg)
+    model.set_checkpointing(checkpointing)
     optimizers = model.configure_optimizers(cfg.train)
     ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
     s, b = cfg.data.image_size, cfg.train.batch_size
@@ -63,7 +64,7 @@ def test_flops_and_memory_grow_with_batch_and_the_fit_check_names_the_run():
     assert (
         large.flops == pytest.approx(4 * small.flops, rel=0.05) and large.saved_bytes > 3 * small.saved_bytes
     )
-    assert plan.check_fits("gan__tiny", cfg, 80.0) < 80.0
+    assert plan.check_fits("gan__tiny", cfg, 80.0).peak_memory_gb < 80.0
     with pytest.raises(ConfigError, match="run gan__tiny: predicted peak memory .* lower train.batch_size"):
         plan.check_fits("gan__tiny", cfg, 0.5)
 
@@ -103,3 +104,42 @@ def test_the_plan_of_a_profile_lists_every_run_and_the_cli_prints_json(capsys):
     with pytest.raises(SystemExit) as exit_:  # argparse's choices name the GPU kinds
         main(["plan", "--profile", "smoke", "--gpu", "tpu"])
     assert exit_.value.code == 2
+
+
+def test_activation_checkpointing_changes_memory_not_results():
+    import copy
+
+    cfg = build_config("pixelcnn", "baseline", "demo", {"train.batch_size": 8})
+    plain = registry.get("pixelcnn").build(cfg)
+    ckpt = copy.deepcopy(plain)
+    assert ckpt.set_checkpointing(True) and not registry.get("gan").build(
+        build_config("gan", "tiny", "smoke")
+    ).set_checkpointing(True)
+    x = torch.rand(8, 1, cfg.data.image_size, cfg.data.image_size)
+    losses = []
+    for model in (plain, ckpt):
+        opt = model.configure_optimizers(cfg.train)
+        ctx = StepContext(device=torch.device("cpu"), generator=torch.Generator().manual_seed(0))
+        losses.append([model.training_step(x, opt, ctx)["loss"] for _ in range(3)])
+    assert losses[0] == losses[1]  # the same losses, step by step
+    a, b = plain.state_dict(), ckpt.state_dict()
+    # the same weights and the same BatchNorm statistics: a recomputed stage does not update them twice
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # and less memory: predicted from meta tensors, and measured on the CPU
+    step, params = plan.count_training_step(cfg)
+    step_c, _ = plan.count_training_step(cfg, checkpointing=True)
+    assert step_c.saved_bytes < 0.6 * step.saved_bytes and step_c.flops > step.flops  # the recomputation
+    ckpt_cfg_real = _real_step(cfg, checkpointing=True)[1]
+    predicted = plan.peak_memory_gb(step_c, params, "fp32") - plan.CUDA_OVERHEAD_GB
+    assert ckpt_cfg_real / 1.25 <= predicted * 1e9 <= ckpt_cfg_real * 1.25, (predicted * 1e9, ckpt_cfg_real)
+
+
+def test_the_plan_switches_on_checkpointing_where_a_run_would_not_fit():
+    pixel64 = build_config("pixelcnn", "baseline", "thesis")
+    assert plan.choose_measures(pixel64, 141.0).names == []  # fits an H200 as it is
+    on_24 = plan.choose_measures(pixel64, 24.0)
+    assert on_24.checkpointing and on_24.peak_memory_gb < 24.0  # every 64² run on a 24 GB card
+    pixel128 = build_config("pixelcnn", "size128", "thesis")
+    assert plan.choose_measures(pixel128, 80.0).checkpointing  # and the 128² one on 80 GB
+    with pytest.raises(ConfigError, match="run pixelcnn__size128: .* even with activation checkpointing"):
+        plan.check_fits("pixelcnn__size128", pixel128, 24.0, "an RTX 4090")

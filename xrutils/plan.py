@@ -20,6 +20,11 @@ Nothing here trains, samples or reads data. How each number is made:
   sampling pass (the second term is what small networks and the PixelCNN's wavefronts cost), on one GPU, one run
   after the other. Peaks are the vendors' dense tensor-core figures (:data:`GPUS`); UTILISATION and LAUNCH_S are
   assumptions until a lent GPU measures them (docs/PERFORMANCE.md).
+* **Fitting**: a run whose prediction exceeds the GPU's memory trains with activation checkpointing where its
+  family has it (the PixelCNN: each masked stage recomputed in the backward pass, BatchNorm's running statistics
+  updated once; the same losses, weights and statistics, about a third more FLOPs), which the plan then prices
+  (:func:`choose_measures`); the training loop asks the same function on its GPU before the first step, and a run
+  that fits in no way is refused, naming it (:func:`check_fits`).
 * **Disk**: the checkpoints as the loop writes them (every checkpointed epoch's weights, fp32; the newest also its
   Adam state), and the cached evaluation samples (uint8).
 * The data: a run on NIH data trains on the official ``train_val`` list (:data:`NIH_TRAIN_VAL` images, or
@@ -226,18 +231,39 @@ def _meta_model(cfg: RunConfig):
         return registry.get(cfg.family).build(cfg)
 
 
-def count_training_step(cfg: RunConfig, batch_size: int | None = None) -> tuple[Count, int]:
+def count_training_step(
+    cfg: RunConfig, batch_size: int | None = None, *, checkpointing: bool = False
+) -> tuple[Count, int]:
     """One training step of ``cfg``'s model at ``batch_size`` (default: the config's) on meta tensors, and the
-    model's parameter count."""
+    model's parameter count. ``checkpointing``: with activation checkpointing (families that support it); the
+    stage recomputed in the backward pass then adds its own activations (the largest stage's) to the peak."""
     from xrutils.models.base import StepContext
 
     model = _meta_model(cfg)
+    if checkpointing and not model.set_checkpointing(True):
+        raise ConfigError(f"plan: the {cfg.family} family has no activation checkpointing")
     optimizers = model.configure_optimizers(cfg.train)
     ctx = StepContext(device=torch.device("meta"), generator=torch.Generator().manual_seed(0))
     s, b = cfg.data.image_size, batch_size or cfg.train.batch_size
     batch = torch.empty(b, 1, s, s, device="meta")
     count = _count(lambda: model.training_step(batch, optimizers, ctx), track_saved=True)
+    if checkpointing:
+        count.saved_bytes += _largest_stage_bytes(model, b)
     return count, sum(p.numel() for p in model.parameters())
+
+
+def _largest_stage_bytes(model: Any, batch: int) -> float:
+    """What the largest checkpointed stage saves for its backward pass (it is recomputed there, one at a time)."""
+    net = model.net
+    s = model.image_size
+    x = net.with_coords(torch.empty(batch, 1, s, s, device="meta"))
+    worst = 0.0
+    for stage in net.stages:
+        saved = _Saved()
+        with torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack):
+            x = stage(x.detach().requires_grad_())
+        worst = max(worst, saved.peak)
+    return worst
 
 
 def sampling_passes(cfg: RunConfig, sampler: str | None = None, steps: int | None = None) -> int:
@@ -300,7 +326,7 @@ class RunPlan:
     checkpoint_gb: float
     samples_gb: float
     fits: bool
-    notes: list[str] = field(default_factory=list)
+    measures: list[str] = field(default_factory=list)  # what makes it fit (activation checkpointing)
 
     @property
     def hours(self) -> float:
@@ -351,7 +377,8 @@ def plan_run(
     protocol draws on top (Figure S1)."""
     from xrutils.train import count_steps
 
-    step, params = count_training_step(cfg)
+    measures = choose_measures(cfg, gpu.memory_gb)
+    step, params = measures.step, measures.params
     steps_epoch = count_steps(training_images(cfg, train_images), cfg.train)
     steps = steps_epoch * cfg.train.epochs
     half = cfg.train.precision in ("fp16", "bf16")
@@ -384,7 +411,7 @@ def plan_run(
             eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + n * len(ckpt_epochs)
     weights = 4 * params
     checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only
-    peak = peak_memory_gb(step, params, cfg.train.precision)
+    peak = measures.peak_memory_gb
     return RunPlan(
         run=run,
         family=cfg.family,
@@ -403,6 +430,7 @@ def plan_run(
         checkpoint_gb=checkpoint_gb,
         samples_gb=samples * cfg.data.image_size**2 / 1e9,
         fits=peak <= gpu.memory_gb,
+        measures=measures.names,
     )
 
 
@@ -473,19 +501,48 @@ def plan_profile(
     }
 
 
-def check_fits(run: str, cfg: RunConfig, memory_gb: float, gpu_name: str = "this GPU") -> float:
-    """Raise :class:`ConfigError` before a run starts when its predicted peak memory exceeds ``memory_gb``, naming
-    the run and what to change; else return the prediction (GB)."""
+@dataclass
+class Measures:
+    """How a run fits a GPU: whether it trains with activation checkpointing, its predicted peak, and its step."""
+
+    checkpointing: bool
+    peak_memory_gb: float
+    step: Count
+    params: int
+
+    @property
+    def names(self) -> list[str]:
+        return ["activation checkpointing"] if self.checkpointing else []
+
+
+def choose_measures(cfg: RunConfig, memory_gb: float) -> Measures:
+    """The cheapest way to fit ``memory_gb``: nothing, else activation checkpointing where the family has it
+    (exact: the same losses, gradients and BatchNorm statistics, for about a third more FLOPs). When neither fits,
+    the smaller of the two is returned (its peak above ``memory_gb``)."""
     step, params = count_training_step(cfg)
-    peak = peak_memory_gb(step, params, cfg.train.precision)
-    if peak > memory_gb:
+    plain = Measures(False, peak_memory_gb(step, params, cfg.train.precision), step, params)
+    if plain.peak_memory_gb <= memory_gb:
+        return plain
+    try:
+        step_c, _ = count_training_step(cfg, checkpointing=True)
+    except ConfigError:  # the family has no checkpointing
+        return plain
+    return Measures(True, peak_memory_gb(step_c, params, cfg.train.precision), step_c, params)
+
+
+def check_fits(run: str, cfg: RunConfig, memory_gb: float, gpu_name: str = "this GPU") -> Measures:
+    """The measures that make ``run`` fit ``memory_gb`` (:func:`choose_measures`); raises :class:`ConfigError`
+    before the run starts when none does, naming the run and what to change."""
+    m = choose_measures(cfg, memory_gb)
+    if m.peak_memory_gb > memory_gb:
+        tried = " even with activation checkpointing" if m.checkpointing else ""
         raise ConfigError(
-            f"run {run}: predicted peak memory {peak:.1f} GB exceeds {gpu_name}'s {memory_gb:.1f} GB "
-            f"(batch {cfg.train.batch_size} at {cfg.data.image_size}², {cfg.train.precision}); lower "
-            f"train.batch_size, use train.precision=bf16, or run it on a GPU with more memory "
+            f"run {run}: predicted peak memory {m.peak_memory_gb:.1f} GB{tried} exceeds {gpu_name}'s "
+            f"{memory_gb:.1f} GB (batch {cfg.train.batch_size} at {cfg.data.image_size}², {cfg.train.precision}); "
+            f"lower train.batch_size, use train.precision=bf16, or run it on a GPU with more memory "
             f"(python -m xrutils plan --profile {cfg.profile} lists every run's prediction)"
         )
-    return peak
+    return m
 
 
 def report(plan: dict[str, Any]) -> str:
@@ -500,7 +557,7 @@ def report(plan: dict[str, Any]) -> str:
         head,
     ]
     for name, r in plan["runs"].items():
-        flag = "" if r["fits"] else "  DOES NOT FIT"
+        flag = ("" if r["fits"] else "  DOES NOT FIT") + "".join(f"  ({m})" for m in r["measures"])
         lines.append(
             f"{name:34s} {r['image_size']:4d} {r['precision']:>4s} {r['params'] / 1e6:7.1f}M {r['steps']:7d} "
             f"{r['peak_memory_gb']:8.1f} {r['train_flops'] / 1e15:9.1f} {r['grid_flops'] / 1e15:9.2f} "

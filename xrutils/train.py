@@ -77,6 +77,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         # -- model, data, optimisers, schedules ------------------------------------------------------------------
         seed_everything(cfg.seed)
         model = registry.get(cfg.family).build(cfg).to(device)
+        if device.type == "cuda":  # what makes it fit this GPU, or a clear error before the first step
+            _fit_to_gpu(model, cfg, rd, device)
         networks = model.networks()
         images = load_images(cfg.data, progress=progress and main).images
         _check_images(images, model, cfg)
@@ -381,6 +383,21 @@ def _per_rank_batch(batch_size: int, world_size: int) -> int:
             f"{world_size} processes"
         )
     return batch_size // world_size
+
+
+def _fit_to_gpu(model: GenerativeModel, cfg: RunConfig, rd: RunDir, device: torch.device) -> None:
+    """Switch on what :func:`xrutils.plan.choose_measures` says the run needs to fit this GPU's memory (activation
+    checkpointing: exact, about a third more FLOPs), or raise naming the run when nothing does."""
+    from xrutils.plan import check_fits
+
+    props = torch.cuda.get_device_properties(device)
+    measures = check_fits(rd.name, cfg, props.total_memory / 1e9, props.name)
+    model.set_checkpointing(measures.checkpointing)
+    if measures.names:
+        tqdm.write(
+            f"{rd.name}: predicted peak {measures.peak_memory_gb:.1f} GB on {props.name} with "
+            f"{', '.join(measures.names)}"
+        )
 
 
 def _check_images(images: torch.Tensor, model: GenerativeModel, cfg: RunConfig) -> None:

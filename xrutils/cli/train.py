@@ -97,13 +97,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     run_dir = args.run_dir or Path("runs") / cfg.profile / f"{cfg.family}__{cfg.preset}"
-    if (
-        torch.cuda.is_available() and cfg.train.device != "cpu"
-    ):  # refused before it starts, not out of memory later
-        from xrutils.plan import check_fits
-
-        props = torch.cuda.get_device_properties(torch.cuda.current_device())
-        check_fits(Path(run_dir).name, cfg, props.total_memory / 1e9, props.name)
     history = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
     if history and int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one summary line
         print(json.dumps({"run_dir": str(run_dir), **history[-1]}))

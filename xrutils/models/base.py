@@ -73,6 +73,39 @@ class StepContext:
 
 
 @contextlib.contextmanager
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of ``module`` still normalise by the batch's statistics but leave their running statistics
+    and counters as they were: for a checkpointed stage's recomputation, which must not update them twice."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [
+        (m, m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+        for m in layers
+    ]
+    try:
+        for m in layers:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
+def checkpointed(stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``stage(x)`` with activation checkpointing (non-reentrant, so parameters get gradients whatever ``x`` needs):
+    its activations are recomputed in the backward pass, with BatchNorm's running statistics updated once."""
+    from torch.utils.checkpoint import checkpoint
+
+    return checkpoint(
+        stage,
+        x,
+        use_reentrant=False,
+        context_fn=lambda: (contextlib.nullcontext(), frozen_batchnorm_stats(stage)),
+    )
+
+
+@contextlib.contextmanager
 def eval_mode(*modules: nn.Module) -> Iterator[None]:
     """Put modules in eval mode under no_grad, then restore each one's previous mode."""
     states = [m.training for m in modules]
@@ -103,6 +136,11 @@ class GenerativeModel(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def set_checkpointing(self, on: bool) -> bool:
+        """Activation checkpointing in training: recompute each stage's activations in the backward pass instead of
+        keeping them, which changes memory, not results. Returns whether the family supports it (default: no)."""
+        return False
 
     @property
     def device(self) -> torch.device:

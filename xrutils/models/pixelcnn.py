@@ -42,7 +42,7 @@ from torch import nn
 
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import UNIT_RANGE
-from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.models.base import GenerativeModel, StepContext, checkpointed, eval_mode
 from xrutils.models.family import Family
 from xrutils.models.layers import check_image_size, check_positive, private_generator, seeded_init
 
@@ -160,6 +160,7 @@ class PixelCNNNet(nn.Module):
                 stages.append(ResidualBlock(h, cfg.bottleneck or max(1, h // 2), k))
         self.stages = nn.Sequential(*stages)
         self.head = nn.Conv2d(h, LEVELS, 1)
+        self.checkpointing = False  # recompute each stage in the backward pass (set by the training loop)
 
     def with_coords(self, x: torch.Tensor) -> torch.Tensor:
         """The first layer's input: the image, plus the position channels when ``model.coords`` is on."""
@@ -172,7 +173,12 @@ class PixelCNNNet(nn.Module):
         return torch.cat([x, self.coords.expand(x.shape[0], -1, -1, -1)], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stages(self.with_coords(x)))
+        x = self.with_coords(x)
+        if self.checkpointing and self.training and torch.is_grad_enabled():
+            for stage in self.stages:  # each stage's activations recomputed in the backward pass
+                x = checkpointed(stage, x)
+            return self.head(x)
+        return self.head(self.stages(x))
 
     @property
     def reach(self) -> int:
@@ -371,6 +377,10 @@ class PixelCNN(GenerativeModel):
 
     def networks(self) -> dict[str, nn.Module]:
         return {"net": self.net}
+
+    def set_checkpointing(self, on: bool) -> bool:
+        self.net.checkpointing = bool(on)
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 1, S, S) in [0, 1] -> logits (B, 256, S, S)."""
