@@ -85,3 +85,13 @@ def test_results_md_quotes_the_thesis_and_gives_the_numbers(tmp_path):
     for study, claims in R.CLAIMS.items():
         for c in claims:
             assert {c.better, c.worse} <= set(STUDIES[study].curve_runs), (study, c)
+
+
+def test_a_saturated_judge_is_named_next_to_its_verdict():
+    a, b = _run(0.217), _run(0.212)
+    a["judge"]["auc"], b["judge"]["auc"] = [0.9, 1.0], [0.95, 0.995]
+    seeds = {"a": (0.217, 0.216, 0.218), "b": (0.212, 0.2119, 0.2121)}
+    checked = R.check(R.Claim("a", "b"), _results(a, b, seeds))
+    assert checked["verdict"] == "agrees" and "how confidently it rejects them" in checked["why"]
+    b["judge"]["auc"] = [0.9, 0.8]  # a judge that can still be fooled: no caveat
+    assert "confidently" not in R.check(R.Claim("a", "b"), _results(a, b, seeds))["why"]

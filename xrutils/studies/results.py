@@ -88,6 +88,7 @@ def _final(run: dict[str, Any], group: dict[str, Any] | None, criterion: str) ->
         "n_seeds": (group or {}).get("n_seeds", 1),
         "n_fake": curve.get("n_fake", curve.get("n")),
         "n_real": curve.get("n_real"),
+        "judge_auc": (curve.get("auc") or [None])[-1],  # the judge's own real-vs-fake AUC on these samples
     }
     seeds = (group or {}).get(criterion)
     if out["n_seeds"] > 1 and seeds and seeds.get("mean"):
@@ -134,7 +135,8 @@ def check(claim: Claim, results: dict[str, Any]) -> dict[str, Any]:
         return {
             **base,
             "verdict": "inconclusive at this scale",
-            "why": f"{seeds} training seed{'s' if seeds != 1 else ''}: evaluation noise only{way}",
+            "why": f"{seeds} training seed{'s' if seeds != 1 else ''}: evaluation noise only{way}"
+            + _saturated(claim.criterion, a, b),
         }
     apart = a["seed_lo"] > b["seed_hi"] or b["seed_lo"] > a["seed_hi"]
     if claim.relation == "~":
@@ -145,7 +147,21 @@ def check(claim: Claim, results: dict[str, Any]) -> dict[str, Any]:
     else:
         verdict = "agrees" if a["seed_mean"] > b["seed_mean"] else "disagrees"
         why = "seed intervals apart"
-    return {**base, "verdict": verdict, "why": why}
+    return {**base, "verdict": verdict, "why": why + _saturated(claim.criterion, a, b)}
+
+
+SATURATED_AUC = 0.99  # a judge this sure of both runs' samples ranks them by how confidently it rejects them
+
+
+def _saturated(criterion: str, *finals: dict[str, Any] | None) -> str:
+    """A caveat when the discriminator judge tells every compared run's samples from real images almost always."""
+    aucs = [(f or {}).get("judge_auc") for f in finals]
+    if criterion != "judge" or any(a is None or a < SATURATED_AUC for a in aucs):
+        return ""
+    return (
+        f"; the judge tells both from real images almost always (its AUC >= {SATURATED_AUC}), so the gap is in "
+        "how confidently it rejects them"
+    )
 
 
 def family_pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -186,7 +202,12 @@ def family_pairs(results: dict[str, Any]) -> list[dict[str, Any]]:
             else:
                 verdict = "agrees" if claimed else "disagrees"
                 why = f"significant with seeds (Holm p = {pair['p_holm']:.2g})"
-            out.append({**row, "pair": pair, "verdict": verdict, "why": why})
+            runs = results.get("runs") or {}
+            finals = [
+                {"judge_auc": ((runs.get(pair[k]) or {}).get("judge") or {}).get("auc", [None])[-1]}
+                for k in ("better", "worse")
+            ]
+            out.append({**row, "pair": pair, "verdict": verdict, "why": why + _saturated(crit, *finals)})
     return out
 
 
