@@ -38,6 +38,7 @@ The judges, classifiers and encoders are left out: they see each sample once, in
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from collections.abc import Callable
@@ -97,29 +98,10 @@ class _Ops(TorchDispatchMode):
     """Counts the kernels a piece of code launches (view and metadata ops launch none), and answers every
     ``.item()`` with 1.0: meta tensors hold no values (a step's loss is read for its history row only)."""
 
-    FREE = {
-        "view",
-        "_unsafe_view",
-        "as_strided",
-        "expand",
-        "t",
-        "transpose",
-        "permute",
-        "unsqueeze",
-        "squeeze",
-    }
-    FREE |= {
-        "slice",
-        "select",
-        "detach",
-        "alias",
-        "reshape",
-        "_reshape_alias",
-        "empty",
-        "split",
-        "chunk",
-        "unbind",
-    }
+    FREE = frozenset(
+        "view _unsafe_view as_strided expand t transpose permute unsqueeze squeeze slice select detach alias "
+        "reshape _reshape_alias empty split chunk unbind".split()
+    )
 
     def __init__(self):
         super().__init__()
@@ -141,9 +123,7 @@ class Count:
     flops: float = 0.0
     kernels: int = 0
     saved_bytes: float = 0.0  # the most bytes held for backward passes at one time
-    largest_bytes: float = (
-        0.0  # the largest single tensor saved (the transient a backward holds next to them)
-    )
+    largest_bytes: float = 0.0  # the largest single tensor saved (a backward's transient holds as much again)
 
 
 class _Saved:
@@ -210,18 +190,14 @@ class _FusedAttention(TorchFunctionMode):
 
 def _count(fn: Callable[[], Any], *, track_saved: bool = False) -> Count:
     flops, ops, saved = FlopCounterMode(display=False), _Ops(), _Saved()
-    hooks = torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack) if track_saved else _null()
+    hooks = (
+        torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack)
+        if track_saved
+        else contextlib.nullcontext()
+    )
     with flops, ops, hooks, _FusedAttention():
         fn()
     return Count(float(flops.get_total_flops()), ops.kernels, saved.peak, saved.largest)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _meta_model(cfg: RunConfig):
@@ -399,7 +375,9 @@ def plan_run(
     samples = 0
     if scored:
         per_ckpt = [cfg.eval.n_fake] * len(ckpt_epochs)
-        per_ckpt[-1] = max(cfg.eval.n_fake, cfg.eval.n_metric) + cfg.eval.n_real  # + the classifier's share
+        per_ckpt[-1] = (
+            max(cfg.eval.n_fake, cfg.eval.n_metric) + cfg.eval.n_real
+        )  # + at most n_real for the classifier
         samples = sum(per_ckpt)
         passes = sampling_passes(
             cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None

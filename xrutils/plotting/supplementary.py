@@ -25,6 +25,7 @@ from xrutils.plotting.common import (
 )
 from xrutils.runs import RunDir
 from xrutils.studies import StudyContext, describe_data, label, short_source
+from xrutils.studies.results import RANKING_CRITERIA
 
 # ----------------------------------------------------------------------------------------------------------------
 # S1: the original protocol, quirk by quirk
@@ -165,13 +166,12 @@ CRITERIA = {  # summary key in results["groups"][g] -> axis label, and whether h
     ),
     "fd_curve": ("Fréchet distance in the X-ray encoder's space (lower = closer)", False),
 }
-RANKED = {"judge": "judge", "classifier": "classifier score", "fd": "FD (last epoch)"}
 
 
 def ranking_lines(ranking: dict[str, Any]) -> list[str]:
     """One line per criterion: the order, and for every pair its gap, Holm p and whether it is significant."""
     lines = []
-    for crit, title in RANKED.items():
+    for crit, title in RANKING_CRITERIA.items():
         r = ranking.get(crit)
         if not r:
             continue

@@ -81,8 +81,7 @@ class RunStatus:
         return f"{what:8s}{self.run}" + (f": {'; '.join(self.reasons)}" if self.reasons else "")
 
 
-def run_config_of(params_path: str | Path, nih_root: str) -> tuple[dict[str, Any], RunConfig]:
-    """A params file and the RunConfig it resolves to (with the build's NIH root)."""
+def _run_config_of(params_path: str | Path, nih_root: str) -> tuple[dict[str, Any], RunConfig]:
     p = read_params(params_path)
     return p, run_config(
         p["family"],
@@ -99,7 +98,7 @@ def run_status(
 ) -> tuple[RunStatus, dict[str, Any]]:
     """The run's :class:`RunStatus` and its current fingerprint; reads only, changes nothing."""
     root = root or _repo()
-    p, cfg = run_config_of(params_path, nih_root)
+    p, cfg = _run_config_of(params_path, nih_root)
     fp = run_fingerprint(cfg, p["family"], root)
     run_dir = Path(run_dir)
     if not RunDir(run_dir).has_content():

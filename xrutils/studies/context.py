@@ -19,6 +19,7 @@ from xrutils.studies.params import (
     scored_runs,
     study_run_names,
 )
+from xrutils.studies.results import RANKING_CRITERIA
 from xrutils.studies.table import COMMON_SIZE, STUDIES, Study, label, run_seed
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -305,10 +306,9 @@ def ranking_summary(ranking: dict[str, Any]) -> list[str]:
     Sizes are never mixed (each has its own judge, classifier and encoder). A gap is called significant only when
     the test includes the training seeds' variance (several seeds per run) and survives Holm's correction; with one
     seed a gap says how large it is against evaluation noise, and no more."""
-    names = {"judge": "discriminator judge", "classifier": "classifier score", "fd": "Fréchet distance"}
     lines: list[str] = []
     for size, per in sorted((ranking.get("by_size") or {}).items(), key=lambda kv: int(kv[0])):
-        for criterion, title in names.items():
+        for criterion, title in RANKING_CRITERIA.items():
             r = per.get(criterion)
             if not isinstance(r, dict) or not r.get("order"):
                 continue

@@ -39,7 +39,6 @@ from xrutils.errors import InputError
 from xrutils.studies.build import (
     plan_runs,
     prepare_run,
-    run_config_of,
     write_code_stamps,
     write_config_stamps,
     write_if_changed,
@@ -287,8 +286,6 @@ def execute(
     with _GpuSlot(gpu_slots or [], Path(slot_dir or root / ".make" / "gpu")) as device:
         if device is not None:
             env["CUDA_VISIBLE_DEVICES"] = device
-            if kind == "run":
-                check_run_fits(name, at_root(params), nih_root, device)
         with open(at_root(log), "w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=root).returncode
     if rc != 0:
@@ -298,17 +295,6 @@ def execute(
         return 1
     at_root(done).touch()
     return 0
-
-
-def check_run_fits(run: str, params: Path, nih_root: str, device: str) -> None:
-    """Refuse, before it starts, a run whose predicted peak memory (:func:`xrutils.plan.check_fits`) exceeds the
-    memory of the GPU it would train on; the error names the run and what to change."""
-    from xrutils import plan
-
-    gpu = local_gpu(device)
-    if gpu is None:
-        return
-    plan.check_fits(run, run_config_of(params, nih_root)[1], gpu[1], gpu[0])
 
 
 # ----------------------------------------------------------------------------------------------------------------
