@@ -16,7 +16,7 @@ TEST_NIH_SMALL64 ?= $(or $(XRUTILS_NIH_SMALL64),$(wildcard $(abspath ../shared/n
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: lock figures figures-dry test test-slow smoke lint format lab clean venv
+.PHONY: lock figures figures-dry downstream test test-slow smoke lint format lab clean venv
 
 venv: $(STAMP)
 
@@ -53,6 +53,15 @@ environment.yml: pyproject.toml make/environment.py
 ##          one job per GPU), EXECUTOR=slurm (a cluster, make/slurm/config.yaml), SNAKEMAKE_ARGS="-n" (dry run)
 figures: $(STAMP)
 	@$(MAKE) --no-print-directory figures-all PROFILE=$(PROFILE) NIH_ROOT=$(NIH_ROOT)
+
+## downstream: the downstream study (issue 13; not part of `make figures`): a generator per class and family, finding
+##             classifiers trained on their images and tested on real ones; Supplementary Figures S4 and S5,
+##             $(FIGDIR)/results/downstream.json and the RESULTS.md row (PROFILE=, NIH_ROOT= as for figures)
+downstream: $(STAMP)
+	@mkdir -p $(FIGDIR)/notebooks
+	$(PY) -m papermill --log-output notebooks/downstream.ipynb $(FIGDIR)/notebooks/downstream.ipynb \
+	  -p profile $(PROFILE) -p run_root $(RUNDIR) -p fig_dir $(FIGDIR) -p nih_root "$(NIH_ROOT)"
+	$(PY) -m xrutils.figures index --fig-dir $(FIGDIR) --profile $(PROFILE) --run-dir $(RUNDIR)
 
 ## figures-dry: what `make figures` would train, resume or retrain (and why), without running anything
 figures-dry: $(STAMP)

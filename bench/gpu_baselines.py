@@ -90,7 +90,7 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
         "images_per_s": batch * args.steps / seconds,
         "peak_memory_gib": peak_gib,
         "peak_memory_kind": peak_kind,
-        "last_loss": losses["loss"],
+        "last_loss": float(losses["loss"]),
     }
 
 

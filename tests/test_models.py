@@ -38,9 +38,13 @@ def _ctx(seed: int = 0, grad_clip: float = 0.0) -> StepContext:
     )
 
 
-def _step(cfg: RunConfig, model: GenerativeModel, b: int = 4) -> dict[str, float]:
+def _step(cfg: RunConfig, model: GenerativeModel, b: int = 4) -> dict[str, torch.Tensor]:
     opts = model.configure_optimizers(cfg.train)
     return model.training_step(_batch(model, b), opts, _ctx(grad_clip=cfg.train.grad_clip))
+
+
+def _floats(logs: dict[str, torch.Tensor]) -> dict[str, float]:
+    return {k: float(v) for k, v in logs.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -55,7 +59,13 @@ def test_registry_holds_the_four_families() -> None:
 def test_training_step_is_finite_and_reaches_every_parameter(family: str) -> None:
     cfg, model = _build(family)
     logs = _step(cfg, model)
-    assert "loss" in logs and all(isinstance(v, float) and math.isfinite(v) for v in logs.values()), logs
+    assert "loss" in logs, logs
+    for (
+        k,
+        v,
+    ) in logs.items():  # read on the host only when the loop logs: detached float64 scalars on the device
+        assert isinstance(v, torch.Tensor) and v.shape == () and v.dtype == torch.float64, (k, v)
+        assert not v.requires_grad and v.device == model.device and math.isfinite(v), (k, v)
     # optimiser.step() leaves the gradients in place: every parameter must have received a nonzero one
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing, f"{family}: no gradient for {missing}"
@@ -421,7 +431,7 @@ def test_gan_step_updates_d_before_g_with_the_same_fakes() -> None:
     cfg, model = _build("gan")
     d0 = [p.detach().clone() for p in model.discriminator.parameters()]
     g0 = [p.detach().clone() for p in model.generator.parameters()]
-    logs = _step(cfg, model)
+    logs = _floats(_step(cfg, model))
     assert all(not torch.equal(a, p) for a, p in zip(d0, model.discriminator.parameters(), strict=True))
     assert all(not torch.equal(a, p) for a, p in zip(g0, model.generator.parameters(), strict=True))
     assert logs["loss_g"] == pytest.approx(logs["loss_g_adv"] + 0.5 * logs["diversity"], rel=1e-5)
@@ -612,3 +622,68 @@ def test_every_scheduler_argument_is_set_explicitly_with_the_values_the_original
         scheduler = cls(**args)
         assert scheduler.config.get("_use_default_values", []) == []
     assert ddpm.ddpm_scheduler_args(cfg)["variance_type"] == "fixed_small"
+
+
+def _grads_after_step(family: str, micro_batch: int, **overrides):
+    """Losses and gradients of one training step of batch 8 in ``micro_batch``-image passes (lr 0: weights stay)."""
+    cfg, model = _build(family, **{"train.lr": 1e-30, **overrides})
+    torch.manual_seed(1)
+    batch = _batch(model, 8)
+    ctx = _ctx()
+    ctx.micro_batch = micro_batch
+    logs = model.training_step(batch, model.configure_optimizers(cfg.train), ctx)
+    return logs, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("family", ["vae", "ddpm"])
+def test_micro_batches_give_the_whole_batch_step(family: str) -> None:
+    # no BatchNorm in the VAE (fully connected) or the UNet (GroupNorm: per image): micro-batches of 2 and 4 give
+    # the batch's losses and gradients to float rounding, noise drawn once for the whole batch
+    whole, g_whole = _grads_after_step(family, 0)
+    for m in (2, 4):
+        parts, g_parts = _grads_after_step(family, m)
+        for k in whole:
+            assert torch.allclose(parts[k], whole[k], rtol=1e-6, atol=1e-9), (m, k, parts[k], whole[k])
+        for n in g_whole:
+            assert torch.allclose(g_parts[n], g_whole[n], rtol=1e-4, atol=1e-7), (m, n)
+
+
+def test_pixelcnn_micro_batches_differ_only_by_batchnorm() -> None:
+    # the PixelCNN's BatchNorm normalises each micro-batch by its own statistics, so its step is not the batch's;
+    # with BatchNorm's statistics fixed (eval mode: running statistics) the micro-batched step is the batch's
+    cfg, model = _build("pixelcnn")
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    whole, _ = _grads_after_step("pixelcnn", 0)
+    parts, _ = _grads_after_step("pixelcnn", 2)
+    assert not torch.allclose(parts["loss"], whole["loss"], rtol=1e-7, atol=0)
+    assert torch.allclose(parts["loss"], whole["loss"], rtol=0.05)  # close: same weights, other statistics
+
+    def eval_bn_step(m: int):
+        cfg, model = _build("pixelcnn", **{"train.lr": 1e-30})
+        for bn in (x for x in model.modules() if isinstance(x, torch.nn.BatchNorm2d)):
+            bn.eval()
+        torch.manual_seed(1)
+        ctx = _ctx()
+        ctx.micro_batch = m
+        logs = model.training_step(_batch(model, 8), model.configure_optimizers(cfg.train), ctx)
+        return logs, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    (w, gw), (p, gp) = eval_bn_step(0), eval_bn_step(2)
+    assert torch.allclose(p["loss"], w["loss"], rtol=1e-6)
+    for n in gw:
+        assert torch.allclose(gp[n], gw[n], rtol=1e-4, atol=1e-7), n
+
+
+def test_a_gan_refuses_micro_batches(tmp_path) -> None:
+    from xrutils.train import train
+
+    cfg = build_config(
+        "gan", "tiny", "smoke", {"train.micro_batch": 1, "train.batch_size": 2, "train.epochs": 1}
+    )
+    with pytest.raises(ConfigError, match=r"train.micro_batch=1.*gan"):
+        train(cfg, tmp_path, progress=False)
+
+
+def test_micro_batch_must_divide_the_batch() -> None:
+    with pytest.raises(ConfigError, match=r"train.micro_batch=3 must divide train.batch_size=8"):
+        build_config("vae", "tiny", "thesis", {"train.micro_batch": 3, "train.batch_size": 8})

@@ -32,7 +32,9 @@ pytestmark = pytest.mark.slow  # every notebook end to end, and the smoke build:
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "notebooks"
-EXPECTED = sorted([*studies.MODEL_NOTEBOOKS, *studies.STUDIES, *studies.TOOL_NOTEBOOKS])
+EXPECTED = sorted(
+    [*studies.MODEL_NOTEBOOKS, *studies.STUDIES, *studies.TOOL_NOTEBOOKS, *studies.EXTRA_STUDY_NOTEBOOKS]
+)
 
 
 def parameter_names(path: Path) -> list[str]:

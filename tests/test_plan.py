@@ -94,7 +94,15 @@ def test_the_plan_of_a_profile_lists_every_run_and_the_cli_prints_json(capsys):
 
     assert main(["plan", "--profile", "smoke", "--gpu", "rtx4090", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out["runs"]) == set(studies.all_runs("smoke"))
+    # every run of `make figures`, and the downstream study's class generators (`make downstream`)
+    from xrutils.studies import downstream
+
+    generators = {
+        f"downstream/{downstream.generator_name(r, c)}"
+        for r in studies.common_size_runs("smoke")
+        for c in downstream.task_for("smoke", "nih").classes
+    }
+    assert set(out["runs"]) == set(studies.all_runs("smoke")) | generators
     for r in out["runs"].values():
         assert r["peak_memory_gb"] > plan.CUDA_OVERHEAD_GB and r["hours"] > 0 and r["disk_gb"] > 0
     assert out["total_hours"] == pytest.approx(sum(r["hours"] for r in out["runs"].values()))
@@ -141,5 +149,13 @@ def test_the_plan_switches_on_checkpointing_where_a_run_would_not_fit():
     assert on_24.checkpointing and on_24.peak_memory_gb < 24.0  # every 64² run on a 24 GB card
     pixel128 = build_config("pixelcnn", "size128", "thesis")
     assert plan.choose_measures(pixel128, 80.0).checkpointing  # and the 128² one on 80 GB
-    with pytest.raises(ConfigError, match="run pixelcnn__size128: .* even with activation checkpointing"):
-        plan.check_fits("pixelcnn__size128", pixel128, 24.0, "an RTX 4090")
+    on_24 = plan.check_fits("pixelcnn__size128", pixel128, 24.0, "an RTX 4090")  # with micro-batches too
+    assert on_24.checkpointing and on_24.micro_batch and 128 % on_24.micro_batch == 0
+    assert on_24.peak_memory_gb <= 24.0 and "micro-batches of" in on_24.names[-1]
+    gan = build_config(
+        "gan", "size128", "thesis"
+    )  # the GAN has neither (its two updates need the whole batch)
+    with pytest.raises(
+        ConfigError, match=r"run gan__size128: predicted peak .* exceeds a 2 GB card's 2.0 GB"
+    ):
+        plan.check_fits("gan__size128", gan, 2.0, "a 2 GB card")

@@ -22,6 +22,7 @@ from xrutils.registry import build_config
 from xrutils.runs import RunDir
 from xrutils.train import (
     _restore,
+    config_differences,
     count_steps,
     lr_factor,
     make_step_context,
@@ -297,11 +298,40 @@ def test_non_finite_loss_stops_naming_epoch_and_step_and_keeps_checkpoints(tmp_p
         return model
 
     patch_build(monkeypatch, poison)
-    with pytest.raises(FloatingPointError, match=r"epoch 2, step 3 .*loss"):
+    # losses are read on the host every log_every steps (and at the epoch's end): the error names that window
+    with pytest.raises(FloatingPointError, match=r"epoch 2, steps 3 to 4 .*loss"):
         train(tiny("gan"), tmp_path, progress=False)
     rd = RunDir(tmp_path)
     assert rd.checkpoint_epochs() == [1]
     assert rd.load_checkpoint(1)["epoch"] == 1
+    with pytest.raises(FloatingPointError, match=r"epoch 2, step 3 .*loss"):
+        train(tiny("gan", **{"train.log_every": 1}), tmp_path / "every", progress=False)
+
+
+def test_a_run_written_before_a_train_setting_existed_still_resumes(tmp_path):
+    cfg = tiny("gan", **{"train.epochs": 1})
+    train(cfg, tmp_path, progress=False)
+    rd = RunDir(tmp_path)
+    saved = json.loads(rd.config_path.read_text())
+    for key in ("micro_batch", "tf32", "channels_last"):  # settings added later read as their defaults
+        del saved["train"][key]
+    rd.config_path.write_text(json.dumps(saved))
+    assert config_differences(cfg, saved) == []
+    assert len(train(cfg.override({"train.epochs": 2}), tmp_path, progress=False)) == 2
+    assert config_differences(cfg.override({"train.tf32": False}), saved) == ["train.tf32: True -> False"]
+
+
+def test_sync_batchnorm_keeps_the_parameters_and_the_checkpoint_keys():
+    from xrutils.distributed import sync_batchnorm
+
+    model = registry.get("gan").build(tiny("gan"))
+    before = model.discriminator.state_dict()
+    params = list(model.discriminator.parameters())
+    net = sync_batchnorm(model.discriminator)
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in net.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in net.modules())
+    assert all(a is b for a, b in zip(net.parameters(), params, strict=True))  # optimisers stay valid
+    assert net.state_dict().keys() == before.keys()
 
 
 def test_load_model_returns_the_checkpoint_in_eval_mode(tmp_path):
@@ -441,3 +471,25 @@ def test_only_the_newest_checkpoint_keeps_the_training_state(tmp_path):
     full = RunDir(tmp_path / "all")
     train(tiny("gan").override({"train.keep_training_state": "all"}), full.path, progress=False)
     assert all("optimizers" in full.load_checkpoint(e) for e in full.checkpoint_epochs())
+
+
+def test_micro_batches_train_the_same_run(tmp_path):
+    # train.micro_batch splits each batch into passes whose gradients add up before the one step: a DDPM (GroupNorm,
+    # per image) trains the same run to float rounding, noise drawn once per batch
+    whole = train(tiny("ddpm"), tmp_path / "whole", progress=False)
+    parts = train(tiny("ddpm", **{"train.micro_batch": 1}), tmp_path / "parts", progress=False)
+    for a, b in zip(whole, parts, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_the_same_run(tmp_path):
+    # train.compile=true compiles each network (about 30 s here); the checkpoints hold the plain networks' keys
+    eager = train(tiny("vae", **{"train.epochs": 2}), tmp_path / "eager", progress=False)
+    compiled = train(
+        tiny("vae", **{"train.epochs": 2, "train.compile": True}), tmp_path / "compiled", progress=False
+    )
+    for a, b in zip(eager, compiled, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    _, model = load_model(tmp_path / "compiled")  # loads into an uncompiled model: the same keys
+    assert model.param_counts()

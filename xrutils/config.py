@@ -77,6 +77,9 @@ class DataConfig:
     phantom_n: int = 2000  # images in the generated phantom dataset (source=phantom)
     phantom_seed: int = 0  # seed of the phantom generator
     chestmnist_path: str = ""  # a local MedMNIST+ chestmnist_<size>.npz (source=chestmnist)
+    # keep only the images of one class (a generator per class for the downstream study): a finding in the NIH
+    # vocabulary ("Cardiomegaly", ...), "No Finding", or "Any Finding" (at least one finding); "" = every image
+    finding: str = ""
 
     def __post_init__(self) -> None:
         validate_literals(self, "data")
@@ -109,9 +112,27 @@ class TrainConfig:
     # Which checkpoints keep the optimiser, scheduler, scaler and RNG states. "last": only the newest (enough to
     # resume; older epochs keep the weights the evaluators score, ~3x smaller for Adam); "all": every checkpoint.
     keep_training_state: Literal["last", "all"] = "last"
+    # Images per forward/backward pass; the gradients of a batch's micro-batches are summed before the one optimiser
+    # step, so the step is the batch's (exact where no BatchNorm is involved: VAE, DDPM; the PixelCNN's BatchNorm
+    # sees each micro-batch's statistics, docs/DISCREPANCIES.md). 0 = the whole batch, or on a GPU what the plan
+    # chooses to fit its memory (xrutils.plan.choose_measures).
+    micro_batch: int = 0
+    # Throughput on a GPU (ignored on a CPU): TF32 tensor cores for fp32 matmuls and convolutions (a precision
+    # change, docs/DISCREPANCIES.md), cuDNN's autotuner (off when deterministic), channels_last activations. On any
+    # device: torch.compile of each network (off by default: compiling takes tens of seconds to minutes a run).
+    tf32: bool = True
+    deterministic: bool = False
+    channels_last: bool = True
+    compile: bool = False
 
     def __post_init__(self) -> None:
         validate_literals(self, "train")
+        _check_positive("train", "micro_batch", self.micro_batch, zero_ok=True)
+        if self.micro_batch and self.batch_size % self.micro_batch:
+            raise ConfigError(
+                f"train.micro_batch={self.micro_batch} must divide train.batch_size={self.batch_size} "
+                f"(each optimiser step sums the gradients of batch_size / micro_batch equal passes)"
+            )
         _check_positive("train", "epochs", self.epochs)
         _check_positive("train", "batch_size", self.batch_size)
         _check_positive("train", "lr", self.lr)

@@ -60,8 +60,19 @@ def cleanup(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def wrap_networks(model: nn.Module, networks: dict[str, nn.Module], device: torch.device) -> None:
-    """Replace each network attribute of ``model`` by its DDP wrapper (parameters are broadcast from rank 0)."""
+def sync_batchnorm(net: nn.Module) -> nn.Module:
+    """``net`` with every BatchNorm layer a SyncBatchNorm (the same parameters and buffers, shared, so optimisers and
+    state_dict keys are unchanged): under DDP each layer then normalises by the statistics of the whole global batch,
+    as one process would, instead of those of the batch_size / N images on its GPU. SyncBatchNorm runs on GPUs only."""
+    return nn.SyncBatchNorm.convert_sync_batchnorm(net)
+
+
+def wrap_networks(
+    model: nn.Module, networks: dict[str, nn.Module], device: torch.device
+) -> dict[str, nn.Module]:
+    """Replace each network attribute of ``model`` by its DDP wrapper (parameters are broadcast from rank 0); on
+    GPUs its BatchNorm layers become SyncBatchNorm first. Returns the unwrapped networks (what checkpoints save)."""
+    plain: dict[str, nn.Module] = {}
     for name, net in networks.items():
         if getattr(model, name, None) is not net:
             raise ValueError(
@@ -69,7 +80,11 @@ def wrap_networks(model: nn.Module, networks: dict[str, nn.Module], device: torc
                 f"network; networks() must return the model's attribute names"
             )
         device_ids = [device.index] if device.type == "cuda" else None
+        if device.type == "cuda":
+            net = sync_batchnorm(net)
+        plain[name] = net
         setattr(model, name, DistributedDataParallel(net, device_ids=device_ids))
+    return plain
 
 
 @contextlib.contextmanager

@@ -54,6 +54,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from xrutils.config import ConfigError, RunConfig
 
 NIH_TRAIN_VAL = 86_524  # images in NIH ChestX-ray14's train_val_list.txt (spec §1.1)
+# the downstream study's classes among those training images (counted from Data_Entry_2017_v2020.csv and
+# train_val_list.txt): NIH's task "Any Finding" / "No Finding"; the phantom's share of its train_val images per class
+# (the demo's 2,000-image phantom: 1,044 and 150 of 1,600)
+CLASS_IMAGES = {"nih": {"No Finding": 50_500, "Any Finding": 36_024, "Cardiomegaly": 1_707}}
+PHANTOM_CLASS_SHARE = {"No Finding": 1044 / 1600, "Cardiomegaly": 150 / 1600}
 CUDA_OVERHEAD_GB = 1.0  # CUDA context, cuDNN / cuBLAS workspaces and allocator slack (assumed)
 HALF_ACTIVATIONS = (
     0.55  # saved activations of an fp16/bf16 autocast step relative to fp32 (norms stay fp32; assumed)
@@ -347,10 +352,12 @@ def plan_run(
     scored: bool,
     extra_samples: dict[str, int] | None = None,
     train_images: int | None = None,
+    final_samples: int = 0,
 ) -> RunPlan:
     """The cost of one run: its training, its grids and, when ``scored``, the samples its evaluation draws.
     ``extra_samples``: sampler ("ddpm" for a seeded full chain, "train_mode" for the GAN) -> samples the original
-    protocol draws on top (Figure S1)."""
+    protocol draws on top (Figure S1). ``final_samples``: images drawn from the last checkpoint with the evaluation
+    sampler (the downstream study's synthetic training set)."""
     from xrutils.train import count_steps
 
     measures = choose_measures(cfg, gpu.memory_gb)
@@ -387,6 +394,12 @@ def plan_run(
             p = sampling_passes(cfg, "ddpm") if what == "ddpm" else 1
             f, t = sampling(n * len(ckpt_epochs), p)
             eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + n * len(ckpt_epochs)
+    if final_samples:
+        passes = sampling_passes(
+            cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
+        )
+        f, t = sampling(final_samples, passes)
+        eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + final_samples
     weights = 4 * params
     checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only
     peak = measures.peak_memory_gb
@@ -424,8 +437,10 @@ def plan_profile(
     train_images: int | None = None,
     runs: list[str] | None = None,
     nih_root: str = "",
+    downstream: bool = True,
 ) -> dict[str, Any]:
-    """Every run of ``profile`` (studies.all_runs; ``runs``: only these), each with its cost, and the totals.
+    """Every run of ``profile`` (studies.all_runs; ``runs``: only these), each with its cost, and the totals;
+    with ``downstream`` (and ``runs`` not given) also the downstream study's class generators (``make downstream``).
     ``nih``: price the runs on NIH data (the thesis's), else on the profile's own data source (``nih_root``: the
     build's NIH root, whose data then is the source)."""
     from xrutils import studies
@@ -452,6 +467,8 @@ def plan_profile(
         planned[run] = plan_run(
             run, cfg, kind, scored=run in scored, extra_samples=extra, train_images=train_images
         )
+    if downstream and runs is None:
+        planned.update(plan_downstream(profile, kind, nih=nih, train_images=train_images, nih_root=nih_root))
     total = {
         k: sum(getattr(r, k) for r in planned.values())
         for k in ("train_flops", "grid_flops", "eval_flops", "train_hours", "grid_hours", "eval_hours")
@@ -479,33 +496,90 @@ def plan_profile(
     }
 
 
+def plan_downstream(
+    profile: str, gpu: GPU, *, nih: bool, train_images: int | None = None, nih_root: str = ""
+) -> dict[str, RunPlan]:
+    """The downstream study's class generators (:mod:`xrutils.studies.downstream`): per family and class the
+    family's common-size run with its number of steps, on the class's images, and the synthetic training set its
+    last checkpoint draws (as many images as the real training set has of the class). The classifiers are left out,
+    as the judges are."""
+    from xrutils.studies import common_size_runs
+    from xrutils.studies import downstream as ds
+
+    source = "nih" if nih or nih_root else "phantom"
+    task = ds.task_for(profile, "nih" if source == "nih" else "")
+    out: dict[str, RunPlan] = {}
+    for run in common_size_runs(profile):
+        nih_data = {"data.source": "nih"} if nih else {}
+        base = ds.base_config(run, profile, "").override(nih_data)
+        n_base = training_images(base, train_images)  # what the family's run trains on
+        n_all = training_images(base.override(ds.study_data(profile)), train_images)  # the study's data
+        for cls in task.classes:
+            if source == "nih":
+                n = round(CLASS_IMAGES["nih"][cls] * n_all / NIH_TRAIN_VAL)
+            else:
+                n = round(PHANTOM_CLASS_SHARE.get(cls, 0.5) * n_all)
+            cfg = ds.generator_config(run, cls, profile, "", max(n, 1), n_base).override(nih_data)
+            name = f"downstream/{ds.generator_name(run, cls)}"
+            out[name] = plan_run(name, cfg, gpu, scored=False, train_images=max(n, 1), final_samples=n)
+    return out
+
+
 @dataclass
 class Measures:
-    """How a run fits a GPU: whether it trains with activation checkpointing, its predicted peak, and its step."""
+    """How a run fits a GPU: activation checkpointing, micro-batches (0 = the whole batch), the predicted peak, and
+    the step as it then runs (FLOPs and kernels of the whole batch)."""
 
     checkpointing: bool
     peak_memory_gb: float
     step: Count
     params: int
+    micro_batch: int = 0
 
     @property
     def names(self) -> list[str]:
-        return ["activation checkpointing"] if self.checkpointing else []
+        return (["activation checkpointing"] if self.checkpointing else []) + (
+            [f"micro-batches of {self.micro_batch}"] if self.micro_batch else []
+        )
 
 
 def choose_measures(cfg: RunConfig, memory_gb: float) -> Measures:
-    """The cheapest way to fit ``memory_gb``: nothing, else activation checkpointing where the family has it
-    (exact: the same losses, gradients and BatchNorm statistics, for about a third more FLOPs). When neither fits,
-    the smaller of the two is returned (its peak above ``memory_gb``)."""
+    """The cheapest way to fit ``memory_gb``, in this order: nothing; activation checkpointing where the family has
+    it (exact: the same losses, gradients and BatchNorm statistics, for about a third more FLOPs); then the largest
+    micro-batch that fits (a divisor of the batch; exact for families without BatchNorm, see docs/DISCREPANCIES.md),
+    with checkpointing where the family has it. ``train.micro_batch`` when set is taken as given. When nothing
+    fits, the smallest prediction is returned (its peak above ``memory_gb``)."""
+    b = cfg.train.batch_size
     step, params = count_training_step(cfg)
-    plain = Measures(False, peak_memory_gb(step, params, cfg.train.precision), step, params)
-    if plain.peak_memory_gb <= memory_gb:
-        return plain
+    fixed = cfg.train.micro_batch if 0 < cfg.train.micro_batch < b else 0
+
+    def at(micro: int, checkpointing: bool) -> Measures:
+        s = step
+        if micro or checkpointing:
+            s, _ = count_training_step(cfg, micro or None, checkpointing=checkpointing)
+        peak = peak_memory_gb(s, params, cfg.train.precision)
+        if micro:  # memory of one pass; FLOPs and kernels of the batch's b / micro passes
+            s = Count(s.flops * b / micro, s.kernels * b // micro, s.saved_bytes, s.largest_bytes)
+        return Measures(checkpointing, peak, s, params, micro)
+
+    best = at(fixed, False)
+    if best.peak_memory_gb <= memory_gb:
+        return best
     try:
-        step_c, _ = count_training_step(cfg, checkpointing=True)
+        best = at(fixed, True)
+        checkpointing = True
     except ConfigError:  # the family has no checkpointing
-        return plain
-    return Measures(True, peak_memory_gb(step_c, params, cfg.train.precision), step_c, params)
+        checkpointing = False
+    if best.peak_memory_gb <= memory_gb or fixed:
+        return best
+    if not _meta_model(cfg).supports_micro_batches():
+        return best
+    for micro in sorted((d for d in range(1, b) if b % d == 0), reverse=True):
+        m = at(micro, checkpointing)
+        if m.peak_memory_gb <= memory_gb:
+            return m
+        best = m if m.peak_memory_gb < best.peak_memory_gb else best
+    return best
 
 
 def check_fits(run: str, cfg: RunConfig, memory_gb: float, gpu_name: str = "this GPU") -> Measures:
@@ -513,7 +587,7 @@ def check_fits(run: str, cfg: RunConfig, memory_gb: float, gpu_name: str = "this
     before the run starts when none does, naming the run and what to change."""
     m = choose_measures(cfg, memory_gb)
     if m.peak_memory_gb > memory_gb:
-        tried = " even with activation checkpointing" if m.checkpointing else ""
+        tried = f" even with {' and '.join(m.names)}" if m.names else ""
         raise ConfigError(
             f"run {run}: predicted peak memory {m.peak_memory_gb:.1f} GB{tried} exceeds {gpu_name}'s "
             f"{memory_gb:.1f} GB (batch {cfg.train.batch_size} at {cfg.data.image_size}², {cfg.train.precision}); "

@@ -83,6 +83,41 @@ ORIGINAL_PROTOCOL_SKIP: dict[str, dict[str, str]] = {
 }
 
 
+# The downstream study (issue 13, notebooks/downstream.ipynb, `make downstream`): a finding task per data source,
+# learnable at the common size of 32² (positive class, negative class), the data the generators and classifiers
+# see, the classifier's epochs, its seeds, the shares of the real training set the augmentation protocol uses, and
+# the bootstrap resamples behind every interval and paired test.
+# Phantom: cardiomegaly (a larger heart in 12 % of its patients) against no finding, on a phantom of 2,000 images
+# (the demo's 600 leave about 15 cardiomegaly images in the test split). NIH: any finding against no finding (about
+# half of NIH's images either way; cardiomegaly is 2.5 % of them, 25 images of nih_small64's 1,000).
+DOWNSTREAM: dict[str, dict[str, Any]] = {
+    "thesis": {
+        "tasks": {"phantom": ("Cardiomegaly", "No Finding"), "nih": ("Any Finding", "No Finding")},
+        "data": {"data.max_images": 0},
+        "classifier_epochs": 10,
+        "seeds": 3,
+        "fractions": (0.1, 0.25, 1.0),
+        "n_boot": 2000,
+    },
+    "demo": {
+        "tasks": {"phantom": ("Cardiomegaly", "No Finding"), "nih": ("Any Finding", "No Finding")},
+        "data": {"data.max_images": 0, "data.phantom_n": 2000},
+        "classifier_epochs": 10,
+        "seeds": 3,
+        "fractions": (0.1, 0.25, 1.0),
+        "n_boot": 2000,  # p-values down to 1/2000: six family pairs survive Holm (200 could not: 6 x 1/200 > 0.05)
+    },
+    "smoke": {
+        "tasks": {"phantom": ("Cardiomegaly", "No Finding"), "nih": ("Any Finding", "No Finding")},
+        "data": {"data.max_images": 0, "data.phantom_n": 200},  # 48 images hold about one cardiomegaly
+        "classifier_epochs": 1,
+        "seeds": 2,
+        "fractions": (0.5, 1.0),
+        "n_boot": 100,
+    },
+}
+
+
 def scaled(hidden: int, divisor: int, minimum: int) -> int:
     """``hidden // divisor`` but at least ``minimum``: profile width scaling that keeps a study's ratios."""
     return max(minimum, hidden // divisor)

@@ -12,6 +12,8 @@ Differences from the original scripts (spec original-code.md §6), on purpose:
   shuffling and flips, ``fixed_noise``: the grids); sampling never reseeds the global RNG (§6 #5, #6).
 * Grids map the model's value range to [0, 1] without per-grid min-max scaling, so brightness is comparable
   across epochs and models (§6 #36).
+* Losses stay on the device and are read on the host every ``train.log_every`` steps and at the end of each epoch
+  (the original read each with ``.item()`` after every step); a non-finite loss is caught at those reads.
 * A run resumes from its newest checkpoint bit-identically on CPU in one process (every RNG state is saved);
   the original resumed by hand with fresh optimisers and a fresh warm-up. (Under DDP, ranks > 0 reseed their
   training RNG from (seed, rank, step) on resume; only rank 0's state is in the checkpoint.)
@@ -39,6 +41,7 @@ Distributed: under ``torchrun`` the same loop wraps each network in DDP (:mod:`x
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -77,11 +80,14 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         # -- model, data, optimisers, schedules ------------------------------------------------------------------
         seed_everything(cfg.seed)
         model = registry.get(cfg.family).build(cfg).to(device)
+        micro_batch = _micro_batch(model, cfg)
         if device.type == "cuda":  # what makes it fit this GPU, or a clear error before the first step
-            _fit_to_gpu(model, cfg, rd, device)
+            micro_batch = _fit_to_gpu(model, cfg, rd, device)
+            _gpu_settings(model, cfg)
         networks = model.networks()
         images = load_images(cfg.data, progress=progress and main).images
         _check_images(images, model, cfg)
+        images = _stage_images(images, device)
         per_rank_batch = _per_rank_batch(cfg.train.batch_size, info.world_size)
         steps_per_epoch = count_steps(len(images), cfg.train, info.world_size)
         if steps_per_epoch == 0:
@@ -91,6 +97,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         optimizers = model.configure_optimizers(cfg.train)
         schedulers = make_schedulers(optimizers, cfg.train, cfg.train.epochs * steps_per_epoch)
         ctx = make_step_context(cfg, device, rank=info.rank)
+        ctx.micro_batch = micro_batch
         data_rng = make_generator(cfg.seed, "data")  # CPU: permutation and flips, identical on every rank
         fixed = (
             model.fixed_noise(cfg.train.n_grid, make_generator(cfg.seed, "fixed_noise"))
@@ -111,12 +118,15 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
             rd.create()
             rd.write_config(cfg)
         distributed.barrier(info)
-        if info.enabled:
-            distributed.wrap_networks(model, networks, device)
+        if info.enabled:  # BatchNorm statistics over the whole global batch (SyncBatchNorm) on GPUs
+            networks = distributed.wrap_networks(model, networks, device)
+        if cfg.train.compile:
+            for name in networks:  # checkpoints and sampling keep using the plain networks
+                setattr(model, name, torch.compile(getattr(model, name)))
 
         for epoch in range(done + 1, cfg.train.epochs + 1):
             model.train()
-            sums: dict[str, float] = {}
+            sums: dict[str, Any] = {}
             n_steps = n_images = 0
             epoch_batches = batches(
                 images,
@@ -136,6 +146,8 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                 disable=not (progress and main),
             )
             t0 = time.perf_counter()
+            # losses are read on the host (a GPU sync) every log_every steps and at the epoch's end
+            checked = step
             for batch in bar:
                 # -- forward / backward / update (inside the family's training_step) ------------------------------
                 step += 1
@@ -145,21 +157,18 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                     ctx.scaler.update()
                 for scheduler in schedulers.values():
                     scheduler.step()
-
-                # -- termination: a non-finite loss stops every rank; earlier checkpoints stay on disk ------------
-                bad = {k: v for k, v in losses.items() if not math.isfinite(v)}
-                if distributed.any_rank(bool(bad), info):
-                    raise FloatingPointError(
-                        f"non-finite loss at epoch {epoch}, step {step} (step {n_steps + 1} of the epoch): "
-                        f"{bad or 'on another process'}; run stopped, checkpoints kept in {rd.checkpoint_dir}: "
-                        f"epochs {rd.checkpoint_epochs()}"
-                    )
-                for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v
+                for k, v in losses.items():  # float64 sums on the device: no host sync
+                    sums[k] = sums[k] + v if k in sums else v
                 n_steps += 1
                 n_images += batch.shape[0]
-                if (n_steps - 1) % cfg.train.log_every == 0:
-                    bar.set_postfix(loss=f"{losses['loss']:.4g}")
+                if n_steps % cfg.train.log_every == 0:
+                    # -- termination: a non-finite loss stops every rank; earlier checkpoints stay on disk ---------
+                    _check_finite_losses(sums, info, rd, epoch, checked, step)
+                    checked = step
+                    bar.set_postfix(loss=f"{float(losses['loss']):.4g}")
+            if checked != step:
+                _check_finite_losses(sums, info, rd, epoch, checked, step)
+            sums = {k: float(v) for k, v in sums.items()}
             seconds = time.perf_counter() - t0
 
             # -- end of epoch: history row, sample grid, checkpoint (rank 0 writes) -------------------------------
@@ -311,6 +320,9 @@ def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: 
 def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between ``cfg`` and a saved config dict, as 'key: saved -> new'."""
     new, old = _flatten(json.loads(cfg.to_json())), _flatten(saved)
+    # a train setting added after the run was written reads as its default (how the run was trained)
+    defaults = {f"train.{k}": v for k, v in dataclasses.asdict(TrainConfig()).items()}
+    old.update({k: defaults[k] for k in set(new) - set(old) if k in defaults})
     return [
         f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}"
         for k in sorted(set(new) | set(old))
@@ -385,9 +397,21 @@ def _per_rank_batch(batch_size: int, world_size: int) -> int:
     return batch_size // world_size
 
 
-def _fit_to_gpu(model: GenerativeModel, cfg: RunConfig, rd: RunDir, device: torch.device) -> None:
+def _micro_batch(model: GenerativeModel, cfg: RunConfig) -> int:
+    """``train.micro_batch`` when set (refused for a family whose step cannot split its batch), else 0."""
+    m = cfg.train.micro_batch
+    if m and m < cfg.train.batch_size and not model.supports_micro_batches():
+        raise ConfigError(
+            f"train.micro_batch={m}: the {cfg.family} family's training step does not split its batch "
+            f"(its two updates need the whole batch); use train.micro_batch=0"
+        )
+    return m
+
+
+def _fit_to_gpu(model: GenerativeModel, cfg: RunConfig, rd: RunDir, device: torch.device) -> int:
     """Switch on what :func:`xrutils.plan.choose_measures` says the run needs to fit this GPU's memory (activation
-    checkpointing: exact, about a third more FLOPs), or raise naming the run when nothing does."""
+    checkpointing: exact, about a third more FLOPs; then micro-batches), or raise naming the run when nothing does.
+    Returns the micro-batch size (0 = the whole batch)."""
     from xrutils.plan import check_fits
 
     props = torch.cuda.get_device_properties(device)
@@ -397,6 +421,48 @@ def _fit_to_gpu(model: GenerativeModel, cfg: RunConfig, rd: RunDir, device: torc
         tqdm.write(
             f"{rd.name}: predicted peak {measures.peak_memory_gb:.1f} GB on {props.name} with "
             f"{', '.join(measures.names)}"
+        )
+    return measures.micro_batch
+
+
+def _gpu_settings(model: GenerativeModel, cfg: RunConfig) -> None:
+    """TF32 tensor cores (``train.tf32``), cuDNN's autotuner unless ``train.deterministic``, channels_last."""
+    torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
+    torch.backends.cudnn.allow_tf32 = cfg.train.tf32
+    torch.backends.cudnn.benchmark = not cfg.train.deterministic
+    torch.backends.cudnn.deterministic = cfg.train.deterministic
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+
+# the training images move to the GPU when they take at most this share of its free memory
+GPU_DATA_SHARE = 0.05
+
+
+def _stage_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """On a GPU, the uint8 training images where batches are cut from them: on the GPU itself when they fit in
+    :data:`GPU_DATA_SHARE` of its free memory (all of NIH at 64² is 459 MB), else in pinned host memory, from which
+    each batch is copied without a staging copy. Values are unchanged either way."""
+    if device.type != "cuda":
+        return images
+    free, _ = torch.cuda.mem_get_info(device)
+    if images.numel() * images.element_size() <= GPU_DATA_SHARE * free:
+        return images.to(device)
+    return images.pin_memory()
+
+
+def _check_finite_losses(
+    sums: dict[str, torch.Tensor], info: Any, rd: RunDir, epoch: int, since: int, step: int
+) -> None:
+    """Stop every rank when a loss was not finite at some step in (since, step]: the epoch's running sums are
+    then not finite either, and reading them is the loop's one host sync between log_every steps."""
+    bad = {k: v for k, v in ((k, float(t)) for k, t in sums.items()) if not math.isfinite(v)}
+    if distributed.any_rank(bool(bad), info):
+        where = f"step {step}" if step == since + 1 else f"steps {since + 1} to {step}"
+        raise FloatingPointError(
+            f"non-finite loss at epoch {epoch}, {where} (losses are checked every train.log_every steps): "
+            f"{sorted(bad) or 'on another process'}; run stopped, checkpoints kept in {rd.checkpoint_dir}: "
+            f"epochs {rd.checkpoint_epochs()}"
         )
 
 

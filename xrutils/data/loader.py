@@ -9,6 +9,7 @@ random permutation over a memory-mapped uint8 array. The value range is converte
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,23 @@ def resolve_root(cfg: DataConfig) -> Path:
     raise DataError(f"data.source={cfg.source!r} has no root folder")
 
 
+ANY_FINDING = "Any Finding"
+
+
+def finding_rows(labels: np.ndarray, finding: str) -> np.ndarray | None:
+    """Row indices of the multi-hot ``labels`` (N, 15) that have ``finding`` (a LABELS name, or "Any Finding": not
+    "No Finding"); None for "" (every row)."""
+    if not finding:
+        return None
+    if finding == ANY_FINDING:
+        return np.flatnonzero(labels[:, LABELS.index("No Finding")] == 0)
+    if finding not in LABELS:
+        raise DataError(
+            f"data.finding={finding!r} is not a class; expected one of {[*LABELS, ANY_FINDING]} or '' (every image)"
+        )
+    return np.flatnonzero(labels[:, LABELS.index(finding)] == 1)
+
+
 def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = True) -> ImageSet:
     """Load the images of ``split`` (default ``cfg.split``) at ``cfg.image_size`` as an :class:`ImageSet`.
 
@@ -101,7 +119,20 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
     if split not in SPLITS:
         raise DataError(f"split={split!r} is not allowed; expected one of {list(SPLITS)}")
     if cfg.source == "chestmnist":
-        return _load_chestmnist(cfg, split)
+        s = _load_chestmnist(cfg, split)
+        rows = finding_rows(s.labels.numpy(), cfg.finding)
+        if rows is None:
+            return s
+        if rows.size == 0:
+            raise DataError(f"data.finding={cfg.finding!r}: no {split} image of {cfg.chestmnist_path} has it")
+        idx = torch.from_numpy(rows)
+        return dataclasses.replace(
+            s,
+            images=s.images[idx],
+            labels=s.labels[idx],
+            patient_ids=s.patient_ids[idx],
+            names=[s.names[i] for i in rows],
+        )
 
     root = resolve_root(cfg)
     index = index_split(root, split, max_images=cfg.max_images)
@@ -119,9 +150,15 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
             "skipped %d undecodable image(s) (data.skip_bad), e.g. %s", len(res.skipped), res.skipped[:3]
         )
     kept = np.asarray(res.kept, dtype=np.int64)
+    rows = finding_rows(index.labels[kept], cfg.finding)
+    images = res.images if rows is None else res.images[rows]
+    if rows is not None:
+        kept = kept[rows]
+        if len(kept) == 0:
+            raise DataError(f"data.finding={cfg.finding!r}: no {split} image of {root} has it")
     return ImageSet(
-        images=torch.from_numpy(res.images).unsqueeze(1),
-        names=[index.names[i] for i in res.kept],
+        images=torch.from_numpy(images).unsqueeze(1),
+        names=[index.names[i] for i in kept],
         labels=torch.from_numpy(index.labels[kept]),
         patient_ids=torch.from_numpy(index.patient_ids[kept]),
         source=cfg.source,
@@ -214,11 +251,25 @@ def batches(
     if flips is not None:
         flips = flips[rank::world_size]
     device = torch.device(device)
+    # images may live on the GPU already (the training loop puts them there when they fit): cut batches there; from
+    # pinned host memory, each batch is gathered into pinned memory so its copy to the GPU runs asynchronously
+    home = images_uint8.device
+    pinned = home.type == "cpu" and device.type == "cuda" and images_uint8.is_pinned()
+    perm = perm.to(home)
+    if flips is not None:
+        flips = flips.to(home)
     for start in range(0, len(perm), batch_size):
         idx = perm[start : start + batch_size]
         if drop_last and len(idx) < batch_size:
             break
-        x = torch.index_select(images_uint8, 0, idx)  # (B, C, H, W) uint8 copy (4x faster than x[idx])
+        out = (
+            torch.empty((len(idx), *images_uint8.shape[1:]), dtype=torch.uint8, pin_memory=True)
+            if pinned
+            else None
+        )
+        x = torch.index_select(
+            images_uint8, 0, idx, out=out
+        )  # (B, C, H, W) uint8 copy (4x faster than x[idx])
         if flips is not None:
             f = flips[start : start + batch_size]
             x[f] = x[f].flip(-1)

@@ -9,8 +9,10 @@ Contract (the training loop in ``xrutils.train`` relies on exactly this):
   (``xrutils.data.ranges.to_range``) and :meth:`sample` returns images in it.
 * :meth:`configure_optimizers` -> ``{"name": optimizer}`` (the GAN has ``"generator"`` and ``"discriminator"``).
 * :meth:`training_step` (batch ``(B, 1, H, W)`` float in ``value_range``, a :class:`StepContext`) runs forward,
-  backward and optimizer steps through ``ctx`` (so mixed precision and clipping are handled in one place) and
-  returns ``{"loss": float, ...}`` of Python floats (every key becomes a ``history.csv`` column).
+  backward and optimizer steps through ``ctx`` (so mixed precision, clipping and micro-batches are handled in one
+  place) and returns ``{"loss": value, ...}``: detached 0-dim float64 tensors on the model's device (:func:`logged`;
+  every key becomes a ``history.csv`` column). The loop reads them on the host only every ``train.log_every``
+  steps, so a GPU never waits for the host in between.
 * :meth:`sample` ``(n, generator=None, **options)`` -> ``(n, 1, H, W)`` tensor in ``value_range``, on the model's
   device, under ``no_grad`` and in eval mode (the caller's train/eval state is restored). All randomness is drawn
   from ``generator``; nothing touches the global RNG.
@@ -47,7 +49,19 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     grad_clip: float = 0.0
     step_index: int = 0  # global optimisation step (for schedules)
+    micro_batch: int = 0  # images per forward/backward pass (0 = the whole batch)
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def micro_batches(self, *tensors: torch.Tensor) -> Iterator[tuple[float, tuple[torch.Tensor, ...]]]:
+        """Split per-image tensors (the batch, and noise drawn for the whole batch) into micro-batches of
+        :attr:`micro_batch` images; yields ``(share, chunks)`` with ``share`` the micro-batch's share of the batch,
+        the weight of its mean loss in the batch's mean. Gradients of the passes add up in ``.grad``, so one
+        optimiser step after them is the whole batch's step. One pass (share 1.0) when micro_batch is 0."""
+        b = tensors[0].shape[0]
+        m = self.micro_batch if 0 < self.micro_batch < b else b
+        for start in range(0, b, m):
+            chunk = tuple(t[start : start + m] for t in tensors)
+            yield chunk[0].shape[0] / b, chunk
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -70,6 +84,17 @@ class StepContext:
             self.scaler.step(optimizer)
         else:
             optimizer.step()
+
+
+def logged(**values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A training step's history values: detached float64 scalars on their device (no host sync; the float64 sum
+    of an epoch's values is the same as the loop's earlier sum of Python floats)."""
+    return {k: v.detach().to(torch.float64) for k, v in values.items()}
+
+
+def weighted(loss: torch.Tensor, share: float) -> torch.Tensor:
+    """A micro-batch's mean loss weighted by its share of the batch (unchanged for the whole batch)."""
+    return loss if share == 1.0 else loss * share
 
 
 @contextlib.contextmanager
@@ -131,7 +156,7 @@ class GenerativeModel(nn.Module):
 
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     def sample(self, n: int, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
@@ -140,6 +165,10 @@ class GenerativeModel(nn.Module):
     def set_checkpointing(self, on: bool) -> bool:
         """Activation checkpointing in training: recompute each stage's activations in the backward pass instead of
         keeping them, which changes memory, not results. Returns whether the family supports it (default: no)."""
+        return False
+
+    def supports_micro_batches(self) -> bool:
+        """Whether :meth:`training_step` honours ``ctx.micro_batch`` (default: no)."""
         return False
 
     @property

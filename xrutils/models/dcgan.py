@@ -24,7 +24,7 @@ from torch import nn
 
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import GAN_RANGE
-from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.models.base import GenerativeModel, StepContext, eval_mode, logged
 from xrutils.models.family import Family
 from xrutils.models.layers import (
     check_image_size,
@@ -147,7 +147,7 @@ class GAN(GenerativeModel):
 
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         opt_g, opt_d = optimizers["generator"], optimizers["discriminator"]
         b = batch.shape[0]
         real_label = torch.ones(b, device=batch.device)
@@ -179,15 +179,15 @@ class GAN(GenerativeModel):
         ctx.step(opt_g)
 
         err_d = err_d_real + err_d_fake
-        return {
-            "loss": float(err_d.item() + err_g.item()),
-            "loss_d": float(err_d.item()),
-            "loss_g": float(err_g.item()),
-            "loss_g_adv": float(err_g_adv.item()),
-            "diversity": float(div.item()),
-            "d_real": float(d_real.mean().item()),
-            "d_fake": float(d_fake.mean().item()),
-        }
+        return logged(
+            loss=err_d.double() + err_g.double(),
+            loss_d=err_d,
+            loss_g=err_g,
+            loss_g_adv=err_g_adv,
+            diversity=div,
+            d_real=d_real.mean(),
+            d_fake=d_fake.mean(),
+        )
 
     def fixed_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """The z behind a fixed-noise grid (the original's ``noise_for_progression``): (n, nz, 1, 1)."""

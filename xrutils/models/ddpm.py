@@ -27,7 +27,7 @@ from torch import nn
 
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import GAN_RANGE
-from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.models.base import GenerativeModel, StepContext, eval_mode, logged, weighted
 from xrutils.models.family import Family
 from xrutils.models.layers import (
     check_image_size,
@@ -156,22 +156,29 @@ class DDPM(GenerativeModel):
 
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         opt = optimizers["unet"]
         opt.zero_grad(set_to_none=True)
         b = batch.shape[0]
-        # 1. eps ~ N(0, I) and t ~ U{0..T-1} from the training generator
+        # 1. eps ~ N(0, I) and t ~ U{0..T-1} from the training generator, for the whole batch (so micro-batches
+        #    draw the same noise as one pass)
         eps = randn(tuple(batch.shape), ctx.generator, batch.device)
         t = randint(self.cfg.timesteps, (b,), ctx.generator, batch.device)
-        # 2. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps  (Ho et al. eq. (4))
-        x_t = self.scheduler.add_noise(batch, eps, t)
-        # 3. predict eps; simple loss L_simple (eq. (14))
-        with ctx.autocast():
-            eps_pred = self.unet(x_t, t).sample
-        loss = F.mse_loss(eps_pred.float(), eps)
-        ctx.backward(loss)
+        total = batch.new_zeros((), dtype=torch.float64)
+        for share, (x0, e, tt) in ctx.micro_batches(batch, eps, t):
+            # 2. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps  (Ho et al. eq. (4))
+            x_t = self.scheduler.add_noise(x0, e, tt)
+            # 3. predict eps; simple loss L_simple (eq. (14)); GroupNorm is per image, so micro-batches are exact
+            with ctx.autocast():
+                eps_pred = self.unet(x_t, tt).sample
+            loss = F.mse_loss(eps_pred.float(), e)
+            ctx.backward(weighted(loss, share))
+            total = total + weighted(loss.detach().double(), share)
         ctx.step(opt)
-        return {"loss": float(loss.item())}
+        return logged(loss=total)
+
+    def supports_micro_batches(self) -> bool:
+        return True
 
     def sample(
         self,

@@ -42,7 +42,7 @@ from torch import nn
 
 from xrutils.config import ConfigError, ModelConfig, RunConfig
 from xrutils.data.ranges import UNIT_RANGE
-from xrutils.models.base import GenerativeModel, StepContext, checkpointed, eval_mode
+from xrutils.models.base import GenerativeModel, StepContext, checkpointed, eval_mode, logged, weighted
 from xrutils.models.family import Family
 from xrutils.models.layers import check_image_size, check_positive, private_generator, seeded_init
 
@@ -391,16 +391,24 @@ class PixelCNN(GenerativeModel):
 
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         opt = optimizers["net"]
         opt.zero_grad(set_to_none=True)
-        target = (batch[:, 0] * (LEVELS - 1)).round().long()  # (B, H, W) in 0..255
-        with ctx.autocast():
-            logits = self(batch)
-        loss = F.cross_entropy(logits.float(), target)  # mean over B x H x W, nats
-        ctx.backward(loss)
+        total = batch.new_zeros((), dtype=torch.float64)
+        # BatchNorm normalises each micro-batch by its own statistics and updates its running statistics once per
+        # micro-batch (docs/DISCREPANCIES.md); with micro_batch 0 the step is the batch's exactly
+        for share, (x,) in ctx.micro_batches(batch):
+            target = (x[:, 0] * (LEVELS - 1)).round().long()  # (B, H, W) in 0..255
+            with ctx.autocast():
+                logits = self(x)
+            loss = F.cross_entropy(logits.float(), target)  # mean over B x H x W, nats
+            ctx.backward(weighted(loss, share))
+            total = total + weighted(loss.detach().double(), share)
         ctx.step(opt)
-        return {"loss": float(loss.item()), "bits_per_dim": float(loss.item() / math.log(2))}
+        return logged(loss=total, bits_per_dim=total / math.log(2))
+
+    def supports_micro_batches(self) -> bool:
+        return True
 
     def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
         """Exact negative log-likelihood of the 256-level images, in bits per pixel; (B,), x in [0, 1]."""
@@ -513,6 +521,9 @@ FAMILY = Family(
         "train.lr": 1e-4,
         "train.epochs": 25,
         "train.batch_size": 128,
+        # bf16 autocast on GPUs (CUDA only; the original ran fp32): bench/precision.py finds its loss curve within
+        # the seeds' spread of fp32's (docs/DISCREPANCIES.md); it halves the thesis profile's largest cost
+        "train.precision": "bf16",
     },
     description="PixelCNN with masked convolutions and a 256-way softmax; [0, 1] images",
 )

@@ -28,7 +28,7 @@ from torch import nn
 
 from xrutils.config import ModelConfig, RunConfig
 from xrutils.data.ranges import UNIT_RANGE
-from xrutils.models.base import GenerativeModel, StepContext, eval_mode
+from xrutils.models.base import GenerativeModel, StepContext, eval_mode, logged
 from xrutils.models.family import Family
 from xrutils.models.layers import (
     check_image_size,
@@ -135,9 +135,15 @@ class VAE(GenerativeModel):
         return torch.sigmoid(self.decoder(z))
 
     def reparameterise(
-        self, mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator
+        self,
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        eps = randn(tuple(mu.shape), generator, mu.device)
+        """z = mu + sigma * eps, with ``eps`` given or drawn from ``generator``."""
+        if eps is None:
+            eps = randn(tuple(mu.shape), private_generator(generator), mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
     def configure_optimizers(self, train_cfg: Any) -> dict[str, torch.optim.Optimizer]:
@@ -145,25 +151,30 @@ class VAE(GenerativeModel):
 
     def training_step(
         self, batch: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer], ctx: StepContext
-    ) -> dict[str, float]:
+    ) -> dict[str, torch.Tensor]:
         opt = optimizers["vae"]
         opt.zero_grad(set_to_none=True)
-        with ctx.autocast():
-            mu, logvar = self.encode(batch)
-            z = self.reparameterise(mu, logvar, ctx.generator)
-            logits = self.decode_logits(z)
-        # summed over pixels and batch, as the original (the gradient scale grows with B * S^2)
-        recon = F.binary_cross_entropy_with_logits(logits.float(), batch.float(), reduction="sum")
-        kl = kl_divergence(mu.float(), logvar.float()).sum()
-        loss = recon + kl
-        ctx.backward(loss)
+        recon_sum = kl_sum = batch.new_zeros((), dtype=torch.float64)
+        # the posterior noise of the whole batch, drawn once (micro-batches then draw what one pass draws)
+        noise = randn((batch.shape[0], self.cfg.latent), ctx.generator, batch.device)
+        for _, (x, eps) in ctx.micro_batches(batch, noise):
+            with ctx.autocast():
+                mu, logvar = self.encode(x)
+                z = self.reparameterise(mu, logvar, eps=eps)
+                logits = self.decode_logits(z)
+            # summed over pixels and batch, as the original (the gradient scale grows with B * S^2); a sum over
+            # the micro-batches' sums is the batch's
+            recon = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="sum")
+            kl = kl_divergence(mu.float(), logvar.float()).sum()
+            ctx.backward(recon + kl)
+            recon_sum, kl_sum = recon_sum + recon.detach().double(), kl_sum + kl.detach().double()
         ctx.step(opt)
         b = batch.shape[0]
-        return {
-            "loss": float(loss.item()),
-            "bce_per_image": float(recon.item() / b),
-            "kl_per_image": float(kl.item() / b),
-        }
+        loss = (recon_sum + kl_sum) if ctx.micro_batch else (recon + kl).double()
+        return logged(loss=loss, bce_per_image=recon_sum / b, kl_per_image=kl_sum / b)
+
+    def supports_micro_batches(self) -> bool:
+        return True
 
     def fixed_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Prior draws z ~ N(0, I) behind a fixed-noise grid: (n, latent)."""

@@ -42,6 +42,7 @@ from xrutils.plotting.common import (  # noqa: F401
     tile,
     trained_label,
 )
+from xrutils.plotting.downstream import fig_S4, fig_S5  # noqa: F401
 from xrutils.plotting.failures import (  # noqa: F401
     BLACK,
     FELL_APART,
@@ -143,6 +144,8 @@ __all__ = [
     "fig_S1",
     "fig_S2",
     "fig_S3",
+    "fig_S4",
+    "fig_S5",
     "figure_numbers",
     "figure_runs",
     "final_epoch",

@@ -312,6 +312,10 @@ def verdict_counts(fig_dir: str | Path) -> dict[str, int]:
             verdicts += [row["verdict"] for row in family_pairs(res)] if res.get("common_size") else []
             for v in verdicts:
                 counts[v] = counts.get(v, 0) + 1
+    downstream = Path(fig_dir) / "results" / "downstream.json"
+    if downstream.exists():
+        v = json.loads(downstream.read_text())["verdict"]["verdict"]
+        counts[v] = counts.get(v, 0) + 1
     return counts
 
 
@@ -337,6 +341,14 @@ def results_text(fig_dir: str | Path, profile: str) -> str:
         path = fig_dir / "results" / f"{name}_corrected.json"
         res = json.loads(path.read_text()) if path.exists() else None
         lines += study_section(name, study.claim, study.question, res)
+    from xrutils.studies.downstream import results_lines
+
+    lines += results_lines(fig_dir) or [
+        "## Downstream: which family's images are most useful as training data?",
+        "",
+        "*This build:* not run (`make downstream`).",
+        "",
+    ]
     return "\n".join(lines)
 
 

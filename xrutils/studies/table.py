@@ -88,6 +88,8 @@ def seed_replicate(run: str, seed: int) -> str:
 MODEL_NOTEBOOKS = ("gan", "vae", "pixelcnn", "ddpm")
 DATA_NOTEBOOKS = ("dataset", "architectures")  # figures without runs
 TOOL_NOTEBOOKS = ("explorer",)
+# studies outside `make figures`, each with its own make target: the downstream study (issue 13, `make downstream`)
+EXTRA_STUDY_NOTEBOOKS = ("downstream",)
 
 # Short legend labels of every run a figure shows.
 LABELS: dict[str, str] = {
@@ -536,6 +538,25 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         note="Not a thesis figure: the thesis compared its selected models at 64² and 32², each scored by the "
         "judge of its own size, so its ranking mixes scales. Here one judge, one classifier and one encoder "
         "score all four, and each interval covers the training seeds.",
+    ),
+    # the downstream study (issue 13): `make downstream`, notebooks/downstream.ipynb, not part of `make figures`
+    "S4": FigureSpec(
+        0,
+        "downstream_auc",
+        "downstream",
+        "Supplementary: a finding classifier trained on each family's generated images and tested on real ones "
+        "(TSTR), the real-trained classifier tested on the generated images (TRTS), and real training data alone "
+        "(TRTR, the line): ROC AUC and balanced accuracy with 95 % patient-level cluster-bootstrap intervals.",
+        note="Not a thesis figure: the thesis claims the DDPM's images are the most suitable training data but "
+        "trains no model on them. One generator per class and family, at the common size of 32².",
+    ),
+    "S5": FigureSpec(
+        0,
+        "downstream_augmentation",
+        "downstream",
+        "Supplementary: the finding classifier's ROC AUC against the share of the real training images it sees, "
+        "alone and with each family's generated images added, with 95 % patient-level cluster-bootstrap intervals.",
+        note="Not a thesis figure: where synthetic data should help if it helps anywhere (little real data).",
     ),
 }
 
