@@ -185,7 +185,7 @@ def test_the_downstream_notebook_runs_in_the_smoke_profile(tmp_path, _data_home)
         entry = json.loads(next((figs / "index").glob(f"fig_{key}_*.json")).read_text())
         assert (figs / entry["files"]["png"]).exists() and entry["notebook"] == "notebooks/downstream.ipynb"
     text = (figs / "RESULTS.md").read_text()
-    assert "which family's images are most useful as training data" in text and "| TSTR gan |" in text
+    assert "which family's images are most useful as training data" in text and "| TSTR GAN |" in text
     for gen in (tmp_path / "runs" / "downstream" / "phantom").iterdir():
         assert (gen / ".complete").exists() or any((gen / "checkpoints").glob("*.pt"))
 
@@ -214,13 +214,16 @@ def test_the_verdict_on_the_thesis_claim_needs_significant_paired_tests():
     tstr = {"gan": 0.7, "vae": 0.85, "ddpm": 0.72}
     vae_wins = _verdict_res({("vae", "ddpm"): (0.13, 0.01), ("gan", "ddpm"): (-0.02, 0.9)}, tstr)
     assert study.verdict(vae_wins)["verdict"] == "disagrees"
-    assert "vae" in study.verdict(vae_wins)["why"]
+    assert "the VAE" in study.verdict(vae_wins)["why"]
     unclear = _verdict_res({("vae", "ddpm"): (0.13, 0.2), ("gan", "ddpm"): (-0.02, 0.9)}, tstr)
     assert study.verdict(unclear)["verdict"] == "inconclusive"
     ddpm_best = {"gan": 0.6, "vae": 0.65, "ddpm": 0.9}
     wins = _verdict_res({("gan", "ddpm"): (-0.3, 0.001), ("ddpm", "vae"): (0.25, 0.01)}, ddpm_best)
     assert study.verdict(wins)["verdict"] == "agrees"
     assert study.verdict(wins)["ranking"][0][0] == "ddpm"
+    # a real-data reference at chance: the task is not learnt, so no family is judged
+    wins["protocols"]["TRTR"] = {"protocol": "TRTR", "scores": {"auc": {"value": 0.52, "lo": 0.45, "hi": 0.6}}}
+    assert study.verdict(wins)["verdict"] == "inconclusive" and "at chance" in study.verdict(wins)["why"]
 
 
 def test_results_md_says_when_the_downstream_study_has_not_run(tmp_path):

@@ -127,34 +127,21 @@ def _read_valid(folder: Path, key: str, size: int, method: str, n_inputs: int) -
 # ---- worker side ----------------------------------------------------------------------------------------------
 
 
-_OUT: np.memmap | None = None  # the array being built, opened once per worker process (_worker_init)
-
-
-def _decode_resize(task: tuple[int, str, int, str]) -> tuple[int, str]:
-    """Decode and resize one image straight into its row of the array being built; returns (index, error or "").
-    Writing in the worker leaves the parent nothing to receive but the index: it no longer limits the scaling."""
+def _decode_resize(task: tuple[int, str, int, str]) -> tuple[int, np.ndarray | None, str]:
     i, path, size, method = task
     delay = float(os.environ.get(DELAY_ENV, "0") or 0)
     if delay > 0:
         time.sleep(delay)
     try:
-        _OUT[i] = resize_gray(decode_image(path), size, method)
-        return i, ""
+        return i, resize_gray(decode_image(path), size, method), ""
     except BadImageError as e:
-        return i, str(e)
+        return i, None, str(e)
 
 
-def _worker_init(path: str | None, shape: tuple[int, int, int] = (0, 0, 0), *, worker: bool = True) -> None:
-    """Open the array being built (``path`` None: close it). In a worker process torch gets one thread: there is
-    one process per core already, and nested threads would oversubscribe."""
-    global _OUT
-    _OUT = None if path is None else np.load(path, mmap_mode="r+")
-    if _OUT is not None and _OUT.shape != shape:
-        raise DataError(f"{path}: the array being built has shape {_OUT.shape}, expected {shape}")
-    if worker:
-        import torch
+def _worker_init() -> None:
+    import torch
 
-        torch.set_num_threads(1)
+    torch.set_num_threads(1)  # one process per core already; nested threads would oversubscribe
 
 
 # ---- build ----------------------------------------------------------------------------------------------------
@@ -271,32 +258,29 @@ def _build(
         arr = _allocated_memmap(tmp, (n, size, size))
         tasks = [(i, str(p), size, method) for i, p in enumerate(paths)]
         bar = tqdm(total=n, desc=f"cache {n} images -> {size}px", unit="img", disable=not progress)
-        arr.flush()
         procs = min(workers, n)
         if procs <= 1:
-            _worker_init(str(tmp), (n, size, size), worker=False)
             results = map(_decode_resize, tasks)
             pool = None
         else:
             ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-            pool = ctx.Pool(procs, initializer=_worker_init, initargs=(str(tmp), (n, size, size)))
+            pool = ctx.Pool(procs, initializer=_worker_init)
             results = pool.imap_unordered(_decode_resize, tasks, chunksize=max(1, min(32, n // (procs * 8))))
         try:
-            for i, err in results:
+            for i, img, err in results:
                 if err:
                     if not skip_bad:
                         raise BadImageError(f"{err}; set data.skip_bad=true to train without such images")
                     errors[i] = err
+                else:
+                    arr[i] = img
                 bar.update(1)
         finally:
             bar.close()
-            if pool is not None:  # every row it reported is in the file's shared pages already
+            if pool is not None:
                 pool.terminate()
                 pool.join()
-            else:
-                _worker_init(None, worker=False)
-        del arr  # the workers wrote the rows into the file: read it afresh
-        arr = np.load(tmp, mmap_mode="r+")
+        arr.flush()
         if errors:  # compact: drop the rows of skipped images (rare; a plain copy is fine)
             keep = np.array([i for i in range(n) if i not in errors], dtype=np.int64)
             compact = np.ascontiguousarray(arr[keep])

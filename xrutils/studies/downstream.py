@@ -322,6 +322,11 @@ class Downstream:
 
 CLAIM = "the diffusion model generated the most suitable X-ray images to be used by other machine learning algorithms"
 SIGNIFICANT = 0.05
+NAMES = {"gan": "GAN", "vae": "VAE", "pixelcnn": "PixelCNN", "ddpm": "DDPM"}
+
+
+def _name(family: str) -> str:
+    return NAMES.get(family, family)
 
 
 def tstr_ranking(res: dict, metric: str = "auc") -> list[tuple[str, float]]:
@@ -341,6 +346,15 @@ def verdict(res: dict, metric: str = "auc") -> dict[str, Any]:
     name = "AUC" if metric == "auc" else metric.replace("_", " ")
     if not any(f == "ddpm" for f, _ in ranking):
         return {"verdict": "not comparable", "why": "no DDPM among the families", "ranking": ranking}
+    trtr = res["protocols"].get("TRTR", {}).get("scores", {}).get(metric)
+    if trtr and trtr["lo"] <= 0.5:
+        return {
+            "verdict": "inconclusive",
+            "why": f"the classifier trained on the real images is itself at chance (TRTR {name} "
+            f"{trtr['value']:.3f} [{trtr['lo']:.3f}, {trtr['hi']:.3f}]): the task is not learnable at this scale, so "
+            "no family's images can be judged by it",
+            "ranking": ranking,
+        }
     tests = [
         t for t in res["tests"] if t["metric"] == metric and t["question"] == "TSTR: family against family"
     ]
@@ -357,7 +371,10 @@ def verdict(res: dict, metric: str = "auc") -> dict[str, Any]:
     better = [f for f in others if beats(f, "ddpm")]
     if better:
         v = "disagrees"
-        why = f"the TSTR {name} of {' and '.join(better)} is above the DDPM's (paired bootstrap, Holm over the pairs)"
+        why = (
+            f"the TSTR {name} of the {' and the '.join(map(_name, better))} is above the DDPM's (paired bootstrap, "
+            "Holm over the pairs)"
+        )
     elif all(beats("ddpm", f) for f in others):
         v, why = (
             "agrees",
@@ -371,7 +388,7 @@ def verdict(res: dict, metric: str = "auc") -> dict[str, Any]:
         if ranking[0][0] != "ddpm":
             v, why = (
                 "inconclusive",
-                f"{ranking[0][0]} ranks first, but not significantly above the DDPM (Holm)",
+                f"the {_name(ranking[0][0])} ranks first, but not significantly above the DDPM (Holm)",
             )
     return {"verdict": v, "why": why, "ranking": ranking}
 
@@ -409,12 +426,12 @@ def results_lines(fig_dir: str | Path) -> list[str]:
     for family, _ in v["ranking"]:
         for name in ("TSTR", "TRTS"):
             p = res["protocols"][f"{name}/{family}"]["scores"]
-            lines.append(f"| {name} {family} | {_fmt(p['auc'])} | {_fmt(p['balanced_accuracy'])} |")
+            lines.append(f"| {name} {_name(family)} | {_fmt(p['auc'])} | {_fmt(p['balanced_accuracy'])} |")
     for p in res["protocols"].values():
         if p["protocol"] == "AUG":
             real = res["protocols"][f"REAL/{p['fraction']:g}"]["scores"]["auc"]
             lines.append(
-                f"| real {p['fraction']:.0%} + {p['family']} synthetic | {_fmt(p['scores']['auc'])} (real alone "
+                f"| real {p['fraction']:.0%} + {_name(p['family'])} synthetic | {_fmt(p['scores']['auc'])} (real alone "
                 f"{real['value']:.3f}) | {_fmt(p['scores']['balanced_accuracy'])} |"
             )
     return lines + [""]

@@ -556,7 +556,9 @@ SUPPLEMENTARY: dict[str, FigureSpec] = {
         "downstream",
         "Supplementary: the finding classifier's ROC AUC against the share of the real training images it sees, "
         "alone and with each family's generated images added, with 95 % patient-level cluster-bootstrap intervals.",
-        note="Not a thesis figure: where synthetic data should help if it helps anywhere (little real data).",
+        note="Not a thesis figure: where synthetic data should help if it helps anywhere (little real data). The "
+        "generators were trained on every real training image; the share limits only the real images the "
+        "classifier sees directly.",
     ),
 }
 
