@@ -222,7 +222,10 @@ def test_the_verdict_on_the_thesis_claim_needs_significant_paired_tests():
     assert study.verdict(wins)["verdict"] == "agrees"
     assert study.verdict(wins)["ranking"][0][0] == "ddpm"
     # a real-data reference at chance: the task is not learnt, so no family is judged
-    wins["protocols"]["TRTR"] = {"protocol": "TRTR", "scores": {"auc": {"value": 0.52, "lo": 0.45, "hi": 0.6}}}
+    wins["protocols"]["TRTR"] = {
+        "protocol": "TRTR",
+        "scores": {"auc": {"value": 0.52, "lo": 0.45, "hi": 0.6}},
+    }
     assert study.verdict(wins)["verdict"] == "inconclusive" and "at chance" in study.verdict(wins)["why"]
 
 
