@@ -720,3 +720,27 @@ def test_auc_interval_matches_hanley_mcneil_and_narrows_with_more_test_images():
     assert stats.auc_interval(1.0, 10, 10)["hi"] == 1.0
     with pytest.raises(ValueError, match="n_pos=0"):
         stats.auc_interval(0.7, 0, 5)
+
+
+def test_the_ddpm_samples_for_evaluation_in_bf16_on_gpus_only():
+    from xrutils import registry
+    from xrutils.evaluators.samples import generate_uint8
+
+    cfg = registry.build_config("ddpm", "tiny", "smoke")
+    assert cfg.eval.precision == "bf16"  # the family default: bf16 autocast on CUDA
+    spec = sampler_spec("ddpm", cfg.eval, cfg.model.timesteps)
+    assert spec.precision == "bf16" and spec.tag.endswith("-bf16")  # cached apart from fp32 samples
+    assert sampler_spec("gan", EvalConfig()).tag == "generator"  # fp32 tags are unchanged
+    model = registry.get("ddpm").build(cfg)
+    draw = {
+        p: generate_uint8(
+            model,
+            3,
+            generator=torch.Generator().manual_seed(0),
+            batch_size=2,
+            options=spec.options,
+            precision=p,
+        )
+        for p in ("fp32", "bf16")
+    }
+    assert torch.equal(draw["fp32"], draw["bf16"])  # a CPU samples in fp32 whatever eval.precision says

@@ -157,6 +157,9 @@ class EvalConfig:
     # the thesis profile for it, not measured); "ddim" with sampler_steps is the fast option (demo and smoke use it)
     sampler: Literal["ddpm", "ddim"] = "ddpm"
     sampler_steps: int = 50  # DDIM steps when sampler=ddim
+    # autocast of the evaluation sampling on CUDA (ignored on a CPU); the DDPM's family default is bf16, whose samples
+    # agree with fp32's far below the noise between two seeds (docs/DISCREPANCIES.md)
+    precision: Literal["fp32", "bf16"] = "fp32"
     classifier_epochs: int = 10  # training epochs of the SimpleCNN classifier judge
     classifier_lr: float = 1e-3
     n_metric: int = 1024  # samples for Frechet distance / KID / precision-recall

@@ -372,10 +372,12 @@ def plan_run(
     ckpt_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.checkpoint_every == 0]
     wave = pixelcnn_wavefronts(cfg) if cfg.family == "pixelcnn" else 1
 
-    def sampling(n_images: int, passes: int) -> tuple[float, float]:
+    def sampling(n_images: int, passes: int, half: bool = False) -> tuple[float, float]:
         batches = math.ceil(n_images / batch)
         launches = Count(one.flops, one.kernels * wave)
-        return passes * batches * one.flops, _seconds(launches, passes * batches, gpu, half=False)
+        return passes * batches * one.flops, _seconds(launches, passes * batches, gpu, half=half)
+
+    eval_half = cfg.eval.precision == "bf16"  # the evaluation's own samples (not the original protocol's)
 
     grid_flops, grid_s = sampling(cfg.train.n_grid * len(grid_epochs), sampling_passes(cfg))
     eval_flops = eval_s = 0.0
@@ -389,7 +391,7 @@ def plan_run(
         passes = sampling_passes(
             cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
         )
-        eval_flops, eval_s = sampling(samples, passes)
+        eval_flops, eval_s = sampling(samples, passes, eval_half)
         for what, n in (extra_samples or {}).items():
             p = sampling_passes(cfg, "ddpm") if what == "ddpm" else 1
             f, t = sampling(n * len(ckpt_epochs), p)
@@ -398,7 +400,7 @@ def plan_run(
         passes = sampling_passes(
             cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
         )
-        f, t = sampling(final_samples, passes)
+        f, t = sampling(final_samples, passes, eval_half)
         eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + final_samples
     weights = 4 * params
     checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only

@@ -58,6 +58,7 @@ class SamplerSpec:
     options: dict[str, Any] = field(default_factory=dict)  # keyword options of model.sample
     train_mode: bool = False  # the GAN generator in train mode (original protocol: generator_train_mode)
     fixed_seed: int | None = None  # every epoch from a CPU generator seeded with this (original: seeded_ddpm)
+    precision: str = "fp32"  # eval.precision: bf16 autocast on CUDA (a CPU samples in fp32 whatever it says)
 
     @property
     def tag(self) -> str:
@@ -66,6 +67,8 @@ class SamplerSpec:
             tag += "-trainmode"
         if self.fixed_seed is not None:
             tag += f"-fixedseed{self.fixed_seed}"
+        if self.precision != "fp32":
+            tag += f"-{self.precision}"
         return tag
 
 
@@ -81,16 +84,20 @@ def sampler_spec(
     if family == "ddpm" and quirks is not None and quirks.seeded_ddpm:
         options: dict[str, Any] = {"sampler": "ddpm", **({"steps": timesteps} if timesteps else {})}
         return SamplerSpec("ddpm", timesteps, options, fixed_seed=0)
+    precision = eval_cfg.precision
     if family != "ddpm":
-        return SamplerSpec(NATIVE_SAMPLERS.get(family, "native"))
+        return SamplerSpec(NATIVE_SAMPLERS.get(family, "native"), precision=precision)
     if eval_cfg.sampler == "ddim":
         return SamplerSpec(
-            "ddim", eval_cfg.sampler_steps, {"sampler": "ddim", "steps": eval_cfg.sampler_steps}
+            "ddim",
+            eval_cfg.sampler_steps,
+            {"sampler": "ddim", "steps": eval_cfg.sampler_steps},
+            precision=precision,
         )
     options: dict[str, Any] = {"sampler": "ddpm"}
     if timesteps:
         options["steps"] = timesteps
-    return SamplerSpec("ddpm", timesteps, options)
+    return SamplerSpec("ddpm", timesteps, options, precision=precision)
 
 
 def checkpoint_fingerprint(path: Path) -> str:
@@ -117,23 +124,27 @@ def generate_uint8(
     batch_size: int,
     options: dict[str, Any],
     train_mode: bool = False,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """``n`` samples of ``model`` as uint8 ``(n, 1, S, S)`` on the CPU, drawn in batches from ``generator``
-    (``train_mode``: the GAN's generator in train mode, :func:`sample_train_mode`)."""
+    (``train_mode``: the GAN's generator in train mode, :func:`sample_train_mode`; ``precision`` "bf16": under bf16
+    autocast when the model is on CUDA)."""
     out = []
     done = 0
-    while done < n:
-        b = min(batch_size, n - done)
-        if train_mode:
-            x = sample_train_mode(model, b, generator)
-        else:
-            x = model.sample(b, generator=generator, **options)
-        if x.ndim != 4 or x.shape[0] != b or x.shape[1] != 1:
-            raise ValueError(
-                f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; expected ({b}, 1, S, S)"
-            )
-        out.append(to_uint8(x, model.value_range).cpu())
-        done += b
+    half = precision == "bf16" and model.device.type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16) if half else contextlib.nullcontext():
+        while done < n:
+            b = min(batch_size, n - done)
+            if train_mode:
+                x = sample_train_mode(model, b, generator)
+            else:
+                x = model.sample(b, generator=generator, **options)
+            if x.ndim != 4 or x.shape[0] != b or x.shape[1] != 1:
+                raise ValueError(
+                    f"{type(model).__name__}.sample({b}) returned shape {tuple(x.shape)}; expected ({b}, 1, S, S)"
+                )
+            out.append(to_uint8(x.float(), model.value_range).cpu())
+            done += b
     return torch.cat(out)
 
 
@@ -274,6 +285,7 @@ class SampleCache:
                 batch_size=self.eval_cfg.batch_size,
                 options=spec.options,
                 train_mode=spec.train_mode,
+                precision=spec.precision,
             )
             self.generated += n
             self.value_range = tuple(model.value_range)
@@ -286,6 +298,7 @@ class SampleCache:
                 "steps": spec.steps,
                 "train_mode": spec.train_mode,
                 "fixed_seed": spec.fixed_seed,
+                "precision": "bf16" if spec.precision == "bf16" and model.device.type == "cuda" else "fp32",
                 "value_range": list(self.value_range),
             }
             # the sidecar first: a sample file without its sidecar counts as missing

@@ -275,6 +275,9 @@ FAMILY = Family(
         "train.lr_schedule": "cosine",
         "train.grad_clip": 1.0,
         "train.precision": "fp16",
+        # bf16 autocast for evaluation sampling on GPUs: its samples agree with fp32's far below the noise between
+        # two seeds (docs/DISCREPANCIES.md), and it halves the thesis profile's largest evaluation cost
+        "eval.precision": "bf16",
     },
     description="DDPM: diffusers UNet2DModel + DDPMScheduler (1000 linear steps); DDIM as a fast sampler; [-1, 1]",
 )

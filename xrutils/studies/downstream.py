@@ -254,7 +254,12 @@ class Downstream:
                 _, model = load_model(rd.path, device=device)
                 g = make_generator(cfg.seed, SAMPLES_SEED, model.device)
                 images = generate_uint8(
-                    model, n, generator=g, batch_size=cfg.eval.batch_size, options=spec.options
+                    model,
+                    n,
+                    generator=g,
+                    batch_size=cfg.eval.batch_size,
+                    options=spec.options,
+                    precision=spec.precision,
                 )
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(images, cache)
