@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_level_gap": gap.max().item(),
         "fd8_fp32_vs_bf16": pooled_fd(a, b),
         "fd8_seed0_vs_seed1": pooled_fd(a, c),
-        "seconds": {"fp32": ta, "bf16": tb},
+        "seconds": {"fp32": ta, "bf16": tb, "fp32_seed1": tc},
     }
     print(
         f"{out['sampler']}, {args.n} samples: bf16 vs fp32 from the same noise: mean gap {out['mean_level_gap']:.2f} "
