@@ -71,6 +71,18 @@ class SamplerSpec:
             tag += f"-{self.precision}"
         return tag
 
+    def draw(self, model: Any, n: int, generator: torch.Generator, batch_size: int) -> torch.Tensor:
+        """``n`` samples of ``model`` this way, as uint8 on the CPU (:func:`generate_uint8`)."""
+        return generate_uint8(
+            model,
+            n,
+            generator=generator,
+            batch_size=batch_size,
+            options=self.options,
+            train_mode=self.train_mode,
+            precision=self.precision,
+        )
+
 
 def sampler_spec(
     family: str, eval_cfg: EvalConfig, timesteps: int | None = None, quirks: Any = None
@@ -278,15 +290,7 @@ class SampleCache:
                 g = torch.Generator().manual_seed(spec.fixed_seed)
             else:
                 g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
-            x = generate_uint8(
-                model,
-                n,
-                generator=g,
-                batch_size=self.eval_cfg.batch_size,
-                options=spec.options,
-                train_mode=spec.train_mode,
-                precision=spec.precision,
-            )
+            x = spec.draw(model, n, g, self.eval_cfg.batch_size)
             self.generated += n
             self.value_range = tuple(model.value_range)
             meta = {

@@ -229,7 +229,7 @@ class Downstream:
         from xrutils.atomic import atomic_torch_save
         from xrutils.checkpoints import load_model
         from xrutils.evaluators.downstream import SYNTHETIC_PATIENT, LabelledSet
-        from xrutils.evaluators.samples import checkpoint_fingerprint, generate_uint8, sampler_spec
+        from xrutils.evaluators.samples import checkpoint_fingerprint, sampler_spec
         from xrutils.runs import RunDir
         from xrutils.seeding import make_generator
         from xrutils.train import resolve_device
@@ -253,14 +253,7 @@ class Downstream:
             else:
                 _, model = load_model(rd.path, device=device)
                 g = make_generator(cfg.seed, SAMPLES_SEED, model.device)
-                images = generate_uint8(
-                    model,
-                    n,
-                    generator=g,
-                    batch_size=cfg.eval.batch_size,
-                    options=spec.options,
-                    precision=spec.precision,
-                )
+                images = spec.draw(model, n, g, cfg.eval.batch_size)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(images, cache)
             parts.append(LabelledSet(images, np.full(n, label), np.full(n, SYNTHETIC_PATIENT)))
