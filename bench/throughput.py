@@ -35,7 +35,7 @@ from xrutils.data.ranges import to_range
 from xrutils.models.dcgan import diversity_loss
 from xrutils.models.vae import kl_divergence
 from xrutils.registry import build_config
-from xrutils.train import _gpu_settings, make_step_context, resolve_device
+from xrutils.train import gpu_settings, make_step_context, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -128,7 +128,7 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
     opts = model.configure_optimizers(cfg.train)
     plain_train = timed(lambda: plain_step(model, batch, opts, g), args.steps, device)
     if device.type == "cuda":
-        _gpu_settings(model, cfg)
+        gpu_settings(model, cfg)
     ctx, opts = make_step_context(cfg, device), model.configure_optimizers(cfg.train)
     out: list = []
     ours_train = timed(lambda: out.append(model.training_step(batch, opts, ctx)), args.steps, device)

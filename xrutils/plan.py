@@ -377,30 +377,27 @@ def plan_run(
         launches = Count(one.flops, one.kernels * wave)
         return passes * batches * one.flops, _seconds(launches, passes * batches, gpu, half=half)
 
-    eval_half = cfg.eval.precision == "bf16"  # the evaluation's own samples (not the original protocol's)
+    # the evaluation's own samples (bf16 where eval.precision says so; the original protocol's stay fp32)
+    eval_half = cfg.eval.precision == "bf16"
+    eval_passes = sampling_passes(
+        cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
+    )
 
     grid_flops, grid_s = sampling(cfg.train.n_grid * len(grid_epochs), sampling_passes(cfg))
     eval_flops = eval_s = 0.0
     samples = 0
     if scored:
         per_ckpt = [cfg.eval.n_fake] * len(ckpt_epochs)
-        per_ckpt[-1] = (
-            max(cfg.eval.n_fake, cfg.eval.n_metric) + cfg.eval.n_real
-        )  # + at most n_real for the classifier
+        # the last epoch also feeds the metrics, and at most n_real more samples the classifier
+        per_ckpt[-1] = max(cfg.eval.n_fake, cfg.eval.n_metric) + cfg.eval.n_real
         samples = sum(per_ckpt)
-        passes = sampling_passes(
-            cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
-        )
-        eval_flops, eval_s = sampling(samples, passes, eval_half)
+        eval_flops, eval_s = sampling(samples, eval_passes, eval_half)
         for what, n in (extra_samples or {}).items():
             p = sampling_passes(cfg, "ddpm") if what == "ddpm" else 1
             f, t = sampling(n * len(ckpt_epochs), p)
             eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + n * len(ckpt_epochs)
     if final_samples:
-        passes = sampling_passes(
-            cfg, cfg.eval.sampler, cfg.eval.sampler_steps if cfg.eval.sampler == "ddim" else None
-        )
-        f, t = sampling(final_samples, passes, eval_half)
+        f, t = sampling(final_samples, eval_passes, eval_half)
         eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + final_samples
     weights = 4 * params
     checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only
@@ -511,16 +508,20 @@ def plan_downstream(
     source = "nih" if nih or nih_root else "phantom"
     task = ds.task_for(profile, "nih" if source == "nih" else "")
     out: dict[str, RunPlan] = {}
+    nih_data = {"data.source": "nih"} if nih else {}
     for run in common_size_runs(profile):
-        nih_data = {"data.source": "nih"} if nih else {}
         base = ds.base_config(run, profile, "").override(nih_data)
         n_base = training_images(base, train_images)  # what the family's run trains on
         n_all = training_images(base.override(ds.study_data(profile)), train_images)  # the study's data
         for cls in task.classes:
-            if source == "nih":
-                n = round(CLASS_IMAGES["nih"][cls] * n_all / NIH_TRAIN_VAL)
-            else:
-                n = round(PHANTOM_CLASS_SHARE.get(cls, 0.5) * n_all)
+            counted = CLASS_IMAGES["nih"] if source == "nih" else PHANTOM_CLASS_SHARE
+            if cls not in counted:
+                raise ConfigError(
+                    f"plan: no count of {cls!r} images on {source} data (xrutils.plan.CLASS_IMAGES / "
+                    f"PHANTOM_CLASS_SHARE); add it to price the downstream task of profile {profile}"
+                )
+            share = counted[cls] / NIH_TRAIN_VAL if source == "nih" else counted[cls]
+            n = round(share * n_all)
             cfg = ds.generator_config(run, cls, profile, "", max(n, 1), n_base).override(nih_data)
             name = f"downstream/{ds.generator_name(run, cls)}"
             out[name] = plan_run(name, cfg, gpu, scored=False, train_images=max(n, 1), final_samples=n)

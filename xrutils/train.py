@@ -83,7 +83,7 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
         micro_batch = _micro_batch(model, cfg)
         if device.type == "cuda":  # what makes it fit this GPU, or a clear error before the first step
             micro_batch = _fit_to_gpu(model, cfg, rd, device)
-            _gpu_settings(model, cfg)
+            gpu_settings(model, cfg)
         networks = model.networks()
         images = load_images(cfg.data, progress=progress and main).images
         _check_images(images, model, cfg)
@@ -425,7 +425,7 @@ def _fit_to_gpu(model: GenerativeModel, cfg: RunConfig, rd: RunDir, device: torc
     return measures.micro_batch
 
 
-def _gpu_settings(model: GenerativeModel, cfg: RunConfig) -> None:
+def gpu_settings(model: GenerativeModel, cfg: RunConfig) -> None:
     """TF32 tensor cores (``train.tf32``), cuDNN's autotuner unless ``train.deterministic``, channels_last."""
     torch.backends.cuda.matmul.allow_tf32 = cfg.train.tf32
     torch.backends.cudnn.allow_tf32 = cfg.train.tf32

@@ -119,20 +119,7 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
     if split not in SPLITS:
         raise DataError(f"split={split!r} is not allowed; expected one of {list(SPLITS)}")
     if cfg.source == "chestmnist":
-        s = _load_chestmnist(cfg, split)
-        rows = finding_rows(s.labels.numpy(), cfg.finding)
-        if rows is None:
-            return s
-        if rows.size == 0:
-            raise DataError(f"data.finding={cfg.finding!r}: no {split} image of {cfg.chestmnist_path} has it")
-        idx = torch.from_numpy(rows)
-        return dataclasses.replace(
-            s,
-            images=s.images[idx],
-            labels=s.labels[idx],
-            patient_ids=s.patient_ids[idx],
-            names=[s.names[i] for i in rows],
-        )
+        return _only_finding(_load_chestmnist(cfg, split), cfg.finding)
 
     root = resolve_root(cfg)
     index = index_split(root, split, max_images=cfg.max_images)
@@ -150,15 +137,9 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
             "skipped %d undecodable image(s) (data.skip_bad), e.g. %s", len(res.skipped), res.skipped[:3]
         )
     kept = np.asarray(res.kept, dtype=np.int64)
-    rows = finding_rows(index.labels[kept], cfg.finding)
-    images = res.images if rows is None else res.images[rows]
-    if rows is not None:
-        kept = kept[rows]
-        if len(kept) == 0:
-            raise DataError(f"data.finding={cfg.finding!r}: no {split} image of {root} has it")
-    return ImageSet(
-        images=torch.from_numpy(images).unsqueeze(1),
-        names=[index.names[i] for i in kept],
+    loaded = ImageSet(
+        images=torch.from_numpy(res.images).unsqueeze(1),
+        names=[index.names[i] for i in res.kept],
         labels=torch.from_numpy(index.labels[kept]),
         patient_ids=torch.from_numpy(index.patient_ids[kept]),
         source=cfg.source,
@@ -167,6 +148,24 @@ def load_images(cfg: DataConfig, split: str | None = None, *, progress: bool = T
         missing=index.missing,
         skipped=res.skipped,
         cache=str(res.path),
+    )
+    return _only_finding(loaded, cfg.finding)
+
+
+def _only_finding(s: ImageSet, finding: str) -> ImageSet:
+    """The images of ``s`` that have ``finding`` (``data.finding``; "" keeps every image)."""
+    rows = finding_rows(s.labels.numpy(), finding)
+    if rows is None:
+        return s
+    if rows.size == 0:
+        raise DataError(f"data.finding={finding!r}: no {s.split} image of {s.root} has it")
+    idx = torch.from_numpy(rows)
+    return dataclasses.replace(
+        s,
+        images=s.images[idx],
+        names=[s.names[i] for i in rows],
+        labels=s.labels[idx],
+        patient_ids=s.patient_ids[idx],
     )
 
 
@@ -267,9 +266,8 @@ def batches(
             if pinned
             else None
         )
-        x = torch.index_select(
-            images_uint8, 0, idx, out=out
-        )  # (B, C, H, W) uint8 copy (4x faster than x[idx])
+        # (B, C, H, W) uint8 copy (4x faster than x[idx])
+        x = torch.index_select(images_uint8, 0, idx, out=out)
         if flips is not None:
             f = flips[start : start + batch_size]
             x[f] = x[f].flip(-1)

@@ -214,18 +214,20 @@ def _draws(test_patients: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray
     return [clusters.draw(rng) for _ in range(n_boot)]
 
 
-def score(
-    labels: np.ndarray, preds: np.ndarray, patients: np.ndarray, *, n_boot: int = 1000, seed: int = 0
-) -> dict[str, dict[str, float]]:
-    """AUC and balanced accuracy of ``preds`` (seeds x test images): the mean over seeds, a 95 % patient-level
-    cluster-bootstrap interval of that mean, and the seeds' own values and spread."""
+def replicates(labels: np.ndarray, preds: np.ndarray, draws: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per metric, the seed-mean metric of ``preds`` (seeds x test images) on each bootstrap draw of the test set:
+    what a protocol's interval and every paired test of it are read from (computed once per protocol)."""
     preds = np.atleast_2d(preds)
-    draws = _draws(patients, n_boot, seed)
+    return {name: np.array([_seed_mean(fn, labels, preds, d) for d in draws]) for name, fn in METRICS.items()}
+
+
+def _summary(
+    labels: np.ndarray, preds: np.ndarray, reps: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
     out = {}
     for name, metric in METRICS.items():
-        reps = np.array([_seed_mean(metric, labels, preds, d) for d in draws])
-        lo, hi = np.nanquantile(reps, [ALPHA / 2, 1 - ALPHA / 2])
-        per_seed = [metric(labels, p) for p in preds]
+        lo, hi = np.nanquantile(reps[name], [ALPHA / 2, 1 - ALPHA / 2])
+        per_seed = [metric(labels, p) for p in np.atleast_2d(preds)]
         out[name] = {
             "value": float(np.mean(per_seed)),
             "lo": float(lo),
@@ -235,6 +237,27 @@ def score(
             "n_seeds": len(per_seed),
         }
     return out
+
+
+def _gap_test(gap: float, reps: np.ndarray, n_boot: int) -> dict[str, float]:
+    reps = reps[~np.isnan(reps)]
+    lo, hi = np.quantile(reps, [ALPHA / 2, 1 - ALPHA / 2])
+    p = 2.0 * min(float(np.mean(reps <= 0)), float(np.mean(reps >= 0)))
+    return {
+        "gap": float(gap),
+        "lo": float(lo),
+        "hi": float(hi),
+        "p_value": min(1.0, max(p, 1.0 / n_boot)),
+        "n_boot": int(reps.size),
+    }
+
+
+def score(
+    labels: np.ndarray, preds: np.ndarray, patients: np.ndarray, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """AUC and balanced accuracy of ``preds`` (seeds x test images): the mean over seeds, a 95 % patient-level
+    cluster-bootstrap interval of that mean, and the seeds' own values and spread."""
+    return _summary(labels, preds, replicates(labels, preds, _draws(patients, n_boot, seed)))
 
 
 def paired_test(
@@ -252,20 +275,9 @@ def paired_test(
     ``2 min(P*(gap <= 0), P*(gap >= 0))`` (floored at 1 / n_boot)."""
     fn = METRICS[metric]
     a, b = np.atleast_2d(preds_a), np.atleast_2d(preds_b)
+    draws = _draws(patients, n_boot, seed)
     gap = _seed_mean(fn, labels, a) - _seed_mean(fn, labels, b)
-    reps = np.array(
-        [_seed_mean(fn, labels, a, d) - _seed_mean(fn, labels, b, d) for d in _draws(patients, n_boot, seed)]
-    )
-    reps = reps[~np.isnan(reps)]
-    lo, hi = np.quantile(reps, [ALPHA / 2, 1 - ALPHA / 2])
-    p = 2.0 * min(float(np.mean(reps <= 0)), float(np.mean(reps >= 0)))
-    return {
-        "gap": float(gap),
-        "lo": float(lo),
-        "hi": float(hi),
-        "p_value": min(1.0, max(p, 1.0 / n_boot)),
-        "n_boot": int(reps.size),
-    }
+    return _gap_test(gap, replicates(labels, a, draws)[metric] - replicates(labels, b, draws)[metric], n_boot)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -332,7 +344,9 @@ def run_protocols(
     "test_set": {...}}``; the predictions stay out of it (they are in ``"_preds"`` for the caller to drop)."""
     check_patient_disjoint(("training", real_train), ("test", real_test))
     y, patients = real_test.labels, real_test.patients
+    draws = _draws(patients, n_boot, 0)  # one set of test-patient draws behind every interval and paired test
     preds: dict[str, np.ndarray] = {}
+    reps: dict[str, dict[str, np.ndarray]] = {}
     out: dict = {"protocols": {}, "tests": []}
 
     def fit(proto: Protocol, data: LabelledSet) -> list[SimpleCNN]:
@@ -340,7 +354,8 @@ def run_protocols(
             progress(proto.key)
         models = [train_finding_classifier(data, seed=s, epochs=epochs, lr=lr, device=device) for s in seeds]
         preds[proto.key] = np.stack([predict(m, real_test.images) for m in models])
-        out["protocols"][proto.key] = _entry(proto, data, score(y, preds[proto.key], patients, n_boot=n_boot))
+        reps[proto.key] = replicates(y, preds[proto.key], draws)
+        out["protocols"][proto.key] = _entry(proto, data, _summary(y, preds[proto.key], reps[proto.key]))
         return models
 
     trtr = fit(Protocol("TRTR"), real_train)
@@ -356,22 +371,16 @@ def run_protocols(
         if fraction < 1:
             fit(real, part)
         else:  # all the real data alone is TRTR
-            preds[real.key] = preds["TRTR"]
+            preds[real.key], reps[real.key] = preds["TRTR"], reps["TRTR"]
             out["protocols"][real.key] = {**out["protocols"]["TRTR"], "protocol": "REAL"}
         for family, syn in synthetic.items():
             fit(Protocol("AUG", family, fraction), LabelledSet.concat([part, syn]))
 
     def test(a: str, b: str, question: str) -> None:
-        for metric in METRICS:
-            out["tests"].append(
-                {
-                    "a": a,
-                    "b": b,
-                    "metric": metric,
-                    "question": question,
-                    **paired_test(y, preds[a], preds[b], patients, metric=metric, n_boot=n_boot),
-                }
-            )
+        for metric, fn in METRICS.items():
+            gap = _seed_mean(fn, y, preds[a]) - _seed_mean(fn, y, preds[b])
+            test_ = _gap_test(gap, reps[a][metric] - reps[b][metric], n_boot)
+            out["tests"].append({"a": a, "b": b, "metric": metric, "question": question, **test_})
 
     families = list(synthetic)
     for f in families:

@@ -128,6 +128,11 @@ def sample_train_mode(model: Any, n: int, generator: torch.Generator) -> torch.T
         return model.generator(randn((n, model.cfg.nz, 1, 1), generator, model.device)).float()
 
 
+def applied_precision(precision: str, device: torch.device) -> str:
+    """The precision samples are really drawn in: ``eval.precision`` on CUDA, fp32 on any other device."""
+    return "bf16" if precision == "bf16" and device.type == "cuda" else "fp32"
+
+
 def generate_uint8(
     model: Any,
     n: int,
@@ -143,7 +148,7 @@ def generate_uint8(
     autocast when the model is on CUDA)."""
     out = []
     done = 0
-    half = precision == "bf16" and model.device.type == "cuda"
+    half = applied_precision(precision, model.device) == "bf16"
     with torch.autocast("cuda", dtype=torch.bfloat16) if half else contextlib.nullcontext():
         while done < n:
             b = min(batch_size, n - done)
@@ -302,7 +307,7 @@ class SampleCache:
                 "steps": spec.steps,
                 "train_mode": spec.train_mode,
                 "fixed_seed": spec.fixed_seed,
-                "precision": "bf16" if spec.precision == "bf16" and model.device.type == "cuda" else "fp32",
+                "precision": applied_precision(spec.precision, model.device),
                 "value_range": list(self.value_range),
             }
             # the sidecar first: a sample file without its sidecar counts as missing
