@@ -180,6 +180,7 @@ def test_the_downstream_notebook_runs_in_the_smoke_profile(tmp_path, _data_home)
     )
     res = json.loads((figs / "results" / "downstream.json").read_text())
     assert set(res["generators"]) == {"gan", "vae"} and res["seeds"] == 2
+    assert len(res["generator_fd8"]) == 4 and all(r["last"] > 0 for r in res["generator_fd8"].values())
     assert {"TRTR", "TSTR/gan", "TRTS/vae", "AUG/gan/0.5", "REAL/0.5"} <= set(res["protocols"])
     for key in ("S4", "S5"):
         entry = json.loads(next((figs / "index").glob(f"fig_{key}_*.json")).read_text())

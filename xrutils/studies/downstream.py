@@ -264,6 +264,7 @@ class Downstream:
         """Every protocol (:func:`~xrutils.evaluators.downstream.run_protocols`); writes and returns the results."""
         from xrutils.atomic import atomic_write_text
         from xrutils.evaluators.downstream import run_protocols
+        from xrutils.learning import run_learning
         from xrutils.train import resolve_device
 
         s = settings(self.profile)
@@ -304,6 +305,13 @@ class Downstream:
                 "seeds": s["seeds"],
                 "generator_seeds": 1,
                 "fractions": list(s["fractions"]),
+                # how well each class generator learned (FD8 of its first and last grid against its class's
+                # real images; real vs real about 0.1, noise 3-6): TSTR is only as good as the generator
+                "generator_fd8": {
+                    self.generator_dir(f, c).name: run_learning(self.generator_dir(f, c)).get("fd8")
+                    for f in self.runs
+                    for c in self.counts()
+                },
                 "seconds": dict(self.seconds),
                 "verdict": verdict(res),
             }
@@ -421,6 +429,15 @@ def results_lines(fig_dir: str | Path) -> list[str]:
         "|---|---|---|",
         f"| TRTR (real) | {_fmt(trtr)} | {_fmt(res['protocols']['TRTR']['scores']['balanced_accuracy'])} |",
     ]
+    fd8 = res.get("generator_fd8") or {}
+    if fd8:
+        lines[-3:-3] = [  # before the table
+            "Class generators, FD8 of the first and the last grid against their class's real images (real vs real "
+            "about 0.1, noise 3-6): "
+            + "; ".join(f"{g} {r['first']:.2f} -> {r['last']:.2f}" for g, r in fd8.items() if r)
+            + ".",
+            "",
+        ]
     for family, _ in v["ranking"]:
         for name in ("TSTR", "TRTS"):
             p = res["protocols"][f"{name}/{family}"]["scores"]
