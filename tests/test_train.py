@@ -313,8 +313,13 @@ def test_a_run_written_before_a_train_setting_existed_still_resumes(tmp_path):
     train(cfg, tmp_path, progress=False)
     rd = RunDir(tmp_path)
     saved = json.loads(rd.config_path.read_text())
-    for key in ("micro_batch", "tf32", "channels_last"):  # settings added later read as their defaults
-        del saved["train"][key]
+    for section, key in (
+        ("train", "micro_batch"),
+        ("train", "tf32"),
+        ("eval", "precision"),
+        ("data", "finding"),
+    ):
+        del saved[section][key]  # settings added later read as their defaults
     rd.config_path.write_text(json.dumps(saved))
     assert config_differences(cfg, saved) == []
     assert len(train(cfg.override({"train.epochs": 2}), tmp_path, progress=False)) == 2

@@ -56,7 +56,7 @@ from tqdm import tqdm  # text bars: a saved notebook shows their last state (wid
 from xrutils import distributed, registry
 from xrutils.atomic import atomic_path
 from xrutils.checkpoints import load_networks, network_state
-from xrutils.config import ConfigError, RunConfig, TrainConfig
+from xrutils.config import ConfigError, DataConfig, EvalConfig, RunConfig, TrainConfig
 from xrutils.data import batches, load_images
 from xrutils.data.ranges import UNIT_RANGE, Range, convert
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
@@ -320,8 +320,12 @@ def save_grid(images: torch.Tensor, value_range: Range, path: str | Path, nrow: 
 def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
     """Dotted keys whose values differ between ``cfg`` and a saved config dict, as 'key: saved -> new'."""
     new, old = _flatten(json.loads(cfg.to_json())), _flatten(saved)
-    # a train setting added after the run was written reads as its default (how the run was trained)
-    defaults = {f"train.{k}": v for k, v in dataclasses.asdict(TrainConfig()).items()}
+    # a data, train or eval setting added after the run was written reads as its default (how the run was made)
+    defaults = {
+        f"{section}.{k}": v
+        for section, cls in (("data", DataConfig), ("train", TrainConfig), ("eval", EvalConfig))
+        for k, v in dataclasses.asdict(cls()).items()
+    }
     old.update({k: defaults[k] for k in set(new) - set(old) if k in defaults})
     return [
         f"{k}: {old.get(k, '<missing>')!r} -> {new.get(k, '<missing>')!r}"
