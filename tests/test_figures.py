@@ -146,8 +146,10 @@ def test_run_params_files_show_every_value_their_preset_and_profile_set():
             assert p == studies.run_params(run, profile), (
                 f"{path} is stale: python -m xrutils.studies params --force"
             )
+            # the preset under the profile, and what the profile keeps of the run's checkpoints
+            keep = {"train.keep_weights": studies.keep_weights(run, profile)}
             assert build_config(p["family"], p["preset"], profile, p["overrides"]) == build_config(
-                p["family"], p["preset"], profile
+                p["family"], p["preset"], profile, keep
             ), path
             assert {"train.lr", "train.epochs", "train.batch_size", "data.image_size"} <= set(
                 p["overrides"]

@@ -88,6 +88,27 @@ def test_a_thesis_run_is_priced_from_its_steps_and_checkpoints():
     assert 0 < r.train_hours and 0 < r.eval_hours and r.fits
 
 
+def test_the_thesis_profile_keeps_the_weights_its_evaluators_need_and_the_plan_prices_that():
+    from xrutils.studies.params import keep_weights, params_dir, read_params
+
+    assert keep_weights("ddpm__baseline", "thesis") == "sampled"  # scored at every checkpoint
+    assert keep_weights("ddpm__size32", "thesis") == "all"  # Supplementary Figure S1 samples it two more ways
+    assert keep_weights("ddpm__size32-deep", "thesis") == "last"  # no study scores it
+    assert keep_weights("ddpm__baseline", "demo") == "all"
+    p = read_params(params_dir("thesis") / "ddpm__baseline.yaml")
+    assert p["overrides"]["train.keep_weights"] == "sampled"  # the params file users edit says it
+    cfg = build_config("gan", "baseline", "thesis", {"data.source": "nih", "train.keep_weights": "sampled"})
+    r = plan.plan_run("gan__baseline", cfg, plan.GPUS["h200"], scored=True)
+    _, params = plan.count_training_step(cfg)
+    assert r.checkpoint_gb == pytest.approx(4 * params * 3 / 1e9)  # the newest with Adam's moments only
+
+
+@pytest.mark.slow
+def test_the_thesis_checkpoints_fit_in_30_gb():
+    out = plan.plan_profile("thesis", "h200")
+    assert out["total_checkpoint_gb"] <= 30  # 307 GB with every weight kept
+
+
 def test_the_plan_of_a_profile_lists_every_run_and_the_cli_prints_json(capsys):
     from xrutils import studies
     from xrutils.cli import main

@@ -112,6 +112,14 @@ class TrainConfig:
     # Which checkpoints keep the optimiser, scheduler, scaler and RNG states. "last": only the newest (enough to
     # resume; older epochs keep the weights the evaluators score, ~3x smaller for Adam); "all": every checkpoint.
     keep_training_state: Literal["last", "all"] = "last"
+    # Which checkpoints keep their weights once a newer one is on disk (the newest always keeps everything).
+    # "all": every checkpointed epoch (any sampler can draw from any epoch later). "sampled": each checkpoint's
+    # evaluation samples (cfg.eval: eval.n_fake images with the evaluation sampler, xrutils.evaluators.samples) are
+    # drawn by the loop as it writes it, and its weights are dropped once a newer checkpoint is on disk, leaving a
+    # record (checkpoints/epoch_NNN.dropped.json) under which the evaluators find those samples; about 1/E of the
+    # disk of "all" for E checkpoints. "last": older weights are dropped with nothing drawn (runs nobody scores
+    # per epoch). The thesis profile's setting per run is in xrutils.profiles.KEEP_WEIGHTS.
+    keep_weights: Literal["all", "sampled", "last"] = "all"
     # Images per forward/backward pass; the gradients of a batch's micro-batches are summed before the one optimiser
     # step, so the step is the batch's (exact where no BatchNorm is involved: VAE, DDPM; the PixelCNN's BatchNorm
     # sees each micro-batch's statistics, docs/DISCREPANCIES.md). 0 = the whole batch, or on a GPU what the plan

@@ -11,6 +11,7 @@ NCCL on CUDA, gloo on CPU.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,7 +52,11 @@ def setup(device_type: str) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if device_type == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    # rank 0 alone writes grids and checkpoints and, with train.keep_weights="sampled", draws each checkpoint's
+    # evaluation samples (minutes for a 1000-step DDPM) while the others wait at a barrier: wait long enough
+    dist.init_process_group(
+        backend="nccl" if device_type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2)
+    )
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, owns_group=True)
 
 

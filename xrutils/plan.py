@@ -25,8 +25,9 @@ Nothing here trains, samples or reads data. How each number is made:
   updated once; the same losses, weights and statistics, about a third more FLOPs), which the plan then prices
   (:func:`choose_measures`); the training loop asks the same function on its GPU before the first step, and a run
   that fits in no way is refused, naming it (:func:`check_fits`).
-* **Disk**: the checkpoints as the loop writes them (every checkpointed epoch's weights, fp32; the newest also its
-  Adam state), and the cached evaluation samples (uint8).
+* **Disk**: the checkpoints as the loop keeps them (fp32 weights of every checkpointed epoch with
+  ``train.keep_weights="all"``, of the newest only with "sampled" or "last"; the newest also its Adam state), and the
+  cached evaluation samples (uint8).
 * The data: a run on NIH data trains on the official ``train_val`` list (:data:`NIH_TRAIN_VAL` images, or
   ``data.max_images``); on the phantom, on its training split.
 
@@ -400,7 +401,9 @@ def plan_run(
         f, t = sampling(final_samples, eval_passes, eval_half)
         eval_flops, eval_s, samples = eval_flops + f, eval_s + t, samples + final_samples
     weights = 4 * params
-    checkpoint_gb = (weights * len(ckpt_epochs) + 2 * weights) / 1e9  # Adam's moments in the newest only
+    # Adam's moments in the newest only; older checkpoints keep their weights only under train.keep_weights="all"
+    kept = len(ckpt_epochs) if cfg.train.keep_weights == "all" else 1
+    checkpoint_gb = (weights * kept + 2 * weights) / 1e9
     peak = measures.peak_memory_gb
     return RunPlan(
         run=run,

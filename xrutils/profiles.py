@@ -66,6 +66,18 @@ SEEDS: dict[str, tuple[int, str]] = {
 }
 
 
+# Which checkpoints keep their weights (train.keep_weights), per profile and kind of run, written into each run's
+# params file (studies.params.run_params). "scored": runs a study judges at every checkpoint draw each checkpoint's
+# evaluation samples in the training loop and keep the newest weights only ("sampled"); "unscored": runs no study
+# scores (their figures read grids and losses) keep the newest only ("last"); "S1": the runs of Supplementary Figure
+# S1 keep every checkpoint ("all"), since the original protocol samples each checkpoint two more ways (the GAN's
+# generator in train mode, the seeded 1000-step DDPM). The thesis profile's checkpoints take 307 GB with every
+# weight kept and about 27 GB this way (`python -m xrutils plan`); the demo and smoke profiles keep every weight
+# (a few hundred MB; the explorer and the `sample` command can draw from any epoch).
+KEEP_WEIGHTS: dict[str, dict[str, str]] = {
+    "thesis": {"scored": "sampled", "unscored": "last", "S1": "all"},
+}
+
 # Quirks of the original judge protocol that a profile's Supplementary Figure S1 leaves off, and why (the compare
 # study's parameter original_skip; `python -m xrutils evaluate --protocol original` runs every quirk).
 ORIGINAL_PROTOCOL_SKIP: dict[str, dict[str, str]] = {

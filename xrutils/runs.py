@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import pickle
 import re
@@ -33,6 +34,7 @@ from xrutils.atomic import atomic_path, atomic_torch_save, atomic_write_text, ex
 from xrutils.errors import InputError
 
 _EPOCH_RE = re.compile(r"epoch_(\d{3,})\.pt$")
+_DROPPED_RE = re.compile(r"epoch_(\d{3,})\.dropped\.json$")
 _GRID_RE = re.compile(r"epoch_(\d{3,})\.png$")
 LOCK_NAME = ".lock"
 GRID_PADDING = 2  # pixels between the tiles of a sample grid (torchvision make_grid's default, black)
@@ -86,6 +88,10 @@ class RunDir:
 
     def checkpoint_path(self, epoch: int) -> Path:
         return self.checkpoint_dir / f"epoch_{epoch:03d}.pt"
+
+    def dropped_path(self, epoch: int) -> Path:
+        """The record left where a checkpoint's weights were dropped (``train.keep_weights``)."""
+        return self.checkpoint_dir / f"epoch_{epoch:03d}.dropped.json"
 
     def sample_path(self, epoch: int) -> Path:
         return self.samples_dir / f"epoch_{epoch:03d}.png"
@@ -141,19 +147,63 @@ class RunDir:
         return RunConfig.load(self.config_path)
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
-    def checkpoint_epochs(self) -> list[int]:
-        """Epochs (1-based) with a checkpoint on disk, ascending."""
+    def _epochs(self, pattern: re.Pattern) -> list[int]:
         if not self.checkpoint_dir.is_dir():
             return []
-        found = (_EPOCH_RE.search(p.name) for p in self.checkpoint_dir.iterdir())
+        found = (pattern.search(p.name) for p in self.checkpoint_dir.iterdir())
         return sorted(int(m.group(1)) for m in found if m)
 
+    def checkpoint_epochs(self) -> list[int]:
+        """Checkpointed epochs (1-based), ascending: those with weights on disk and those whose weights were
+        dropped after their evaluation samples were drawn (:meth:`dropped_epochs`)."""
+        return sorted(set(self.weight_epochs()) | set(self.dropped_epochs()))
+
+    def weight_epochs(self) -> list[int]:
+        """Epochs whose checkpoint file (with weights) is on disk, ascending."""
+        return self._epochs(_EPOCH_RE)
+
+    def dropped_epochs(self) -> list[int]:
+        """Epochs whose weights were dropped (``train.keep_weights``), leaving a record, ascending."""
+        return [e for e in self._epochs(_DROPPED_RE) if not self.checkpoint_path(e).exists()]
+
+    def dropped_record(self, epoch: int) -> dict[str, Any] | None:
+        """The record of a checkpoint whose weights were dropped: ``epoch``, ``step``, ``fingerprint`` (the identity
+        its evaluation samples are filed under), ``samples`` (their file names), ``policy``; None when the
+        checkpoint's weights are on disk or the epoch was never checkpointed."""
+        if self.checkpoint_path(epoch).exists() or not self.dropped_path(epoch).exists():
+            return None
+        return json.loads(self.dropped_path(epoch).read_text())
+
+    def checkpoint_fingerprint(self, epoch: int) -> str:
+        """The identity of a checkpoint that names the samples drawn from it: size and modification time of its
+        file (a retrained run never reuses stale samples), or, once its weights are dropped, the identity recorded
+        then (so copying the run folder keeps it)."""
+        path = self.checkpoint_path(epoch)
+        if path.exists():
+            st = path.stat()
+            return hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
+        record = self.dropped_record(epoch)
+        if record is None:
+            raise FileNotFoundError(
+                f"{self.path}: no checkpoint for epoch {epoch}; epochs on disk: {self.checkpoint_epochs()}"
+            )
+        return str(record["fingerprint"])
+
     def latest_checkpoint(self) -> Path | None:
-        epochs = self.checkpoint_epochs()
+        """The newest checkpoint file with weights (the newest checkpoint always keeps them)."""
+        epochs = self.weight_epochs()
         return self.checkpoint_path(epochs[-1]) if epochs else None
 
     def load_checkpoint(self, epoch: int | None = None, map_location: str | torch.device = "cpu") -> dict:
         path = self.checkpoint_path(epoch) if epoch is not None else self.latest_checkpoint()
+        if epoch is not None and (record := self.dropped_record(epoch)) is not None:
+            raise CheckpointError(
+                f"{self.path}: epoch {epoch} keeps no weights: train.keep_weights={record.get('policy')!r} "
+                f"dropped them once a newer checkpoint was on disk ({self.dropped_path(epoch).name}), after drawing "
+                f"its evaluation samples {record.get('samples') or '(none)'} into {self.path / 'eval' / 'samples'}. "
+                f"Epochs with weights: {self.weight_epochs()}. To sample any epoch in other ways, train with "
+                f"train.keep_weights=all"
+            )
         if path is None or not path.exists():
             have = self.checkpoint_epochs()
             raise FileNotFoundError(f"{self.path}: no checkpoint for epoch {epoch}; epochs on disk: {have}")
@@ -170,6 +220,14 @@ class RunDir:
         path = self.checkpoint_path(epoch)
         atomic_torch_save(state, path)
         return path
+
+    def drop_weights(self, epoch: int, record: dict[str, Any]) -> None:
+        """Replace a checkpoint by ``record`` (see :meth:`dropped_record`, ``fingerprint`` filled in here): the
+        record is written atomically first, then the weights are deleted; a crash in between leaves both, and the
+        checkpoint file counts until the next drop removes it."""
+        record = {**record, "epoch": epoch, "fingerprint": self.checkpoint_fingerprint(epoch)}
+        atomic_write_text(self.dropped_path(epoch), json.dumps(record, indent=2, sort_keys=True) + "\n")
+        self.checkpoint_path(epoch).unlink()
 
     # -- history ---------------------------------------------------------------------------------------------------
     def read_history(self) -> list[dict[str, Any]]:

@@ -29,6 +29,10 @@ Checkpoint ``checkpoints/epoch_NNN.pt`` (plain tensors and Python values, read w
 
 With ``train.keep_training_state="last"`` (default) only the newest checkpoint keeps optimizers, schedulers, scaler
 and RNG states; older ones are rewritten with weights only and ``"resumable": False`` once a newer one is on disk.
+With ``train.keep_weights="sampled"`` the loop draws each checkpoint's evaluation samples (``eval.n_fake`` images,
+the evaluation sampler, into ``eval/samples/``, as the evaluators would) from the live model as it writes it, and
+replaces every older checkpoint by ``epoch_NNN.dropped.json`` (its epoch, step, sample files and the fingerprint
+they are filed under); ``"last"`` drops older weights with nothing drawn.
 
 ``history.csv`` columns: ``epoch``, ``step``, each loss key of the family averaged over the epoch (and over
 processes), ``images_per_s`` and ``seconds`` (the optimisation steps of the epoch), ``sample_seconds`` (the grid),
@@ -214,7 +218,10 @@ def train(cfg: RunConfig, run_dir: str | Path, *, resume: bool = True, progress:
                                 history,
                             ),
                         )
-                        if cfg.train.keep_training_state == "last":
+                        if cfg.train.keep_weights != "all":
+                            # this epoch's evaluation samples from the live model, older weights dropped
+                            _keep_weights(rd, cfg, model, epoch, last, history)
+                        elif cfg.train.keep_training_state == "last":
                             # the first time every older checkpoint (a killed run may have left two full ones),
                             # from then on only the previous newest: the others are weights-only already
                             _strip_older_training_state(rd, epoch, only_previous=stripped_once)
@@ -557,6 +564,24 @@ def _strip_older_training_state(rd: RunDir, newest: int, *, only_previous: bool 
             rd.save_checkpoint(
                 epoch, {**{k: v for k, v in ckpt.items() if k not in TRAINING_STATE}, "resumable": False}
             )
+
+
+def _keep_weights(
+    rd: RunDir, cfg: RunConfig, model: GenerativeModel, newest: int, last: bool, history: list[dict]
+) -> None:
+    """``train.keep_weights`` "sampled" / "last" once checkpoint ``newest`` is safely on disk: with "sampled" draw
+    its evaluation samples from the live model (not for the last epoch, which keeps its weights and whose
+    samples the evaluation sizes itself), then replace every older checkpoint that still has weights by a record
+    (:meth:`RunDir.drop_weights`), after drawing its samples from disk if a killed run left them undrawn."""
+    from xrutils.evaluators.samples import checkpoint_samples
+
+    sampled = cfg.train.keep_weights == "sampled"
+    if sampled and not last:
+        checkpoint_samples(rd.path, newest, model=model)
+    for epoch in [e for e in rd.weight_epochs() if e < newest]:
+        names = checkpoint_samples(rd.path, epoch, device=model.device) if sampled else []
+        ckpt_step = next((r["step"] for r in history if r["epoch"] == epoch), None)
+        rd.drop_weights(epoch, {"policy": cfg.train.keep_weights, "samples": names, "step": ckpt_step})
 
 
 def _restore(

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,8 +41,13 @@ import torch
 from xrutils.atomic import atomic_path, atomic_write_text
 from xrutils.config import EvalConfig
 from xrutils.data.ranges import to_uint8
-from xrutils.runs import RunDir
+from xrutils.runs import CheckpointError, RunDir
 from xrutils.seeding import make_generator
+
+EVAL_PURPOSE = (
+    "eval"  # the per-checkpoint sample set shared by the judge, the classifier score and the metrics
+)
+CLASSIFIER_PURPOSE = "classifier"  # the final-epoch samples the classifier is trained on (never scored)
 
 # The sampler each family uses when it is evaluated (the DDPM's is configurable: eval.sampler / eval.sampler_steps).
 NATIVE_SAMPLERS = {"gan": "generator", "vae": "prior", "pixelcnn": "autoregressive"}
@@ -110,11 +114,6 @@ def sampler_spec(
     if timesteps:
         options["steps"] = timesteps
     return SamplerSpec("ddpm", timesteps, options, precision=precision)
-
-
-def checkpoint_fingerprint(path: Path) -> str:
-    st = path.stat()
-    return hashlib.sha1(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:8]
 
 
 def sample_train_mode(model: Any, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -220,14 +219,9 @@ class SampleCache:
         return self.run.eval_dir / "samples"
 
     def path(self, epoch: int, n: int, purpose: str) -> Path:
-        ckpt = self.run.checkpoint_path(epoch)
-        if not ckpt.exists():
-            raise FileNotFoundError(
-                f"{self.run.path}: no checkpoint for epoch {epoch}; "
-                f"epochs on disk: {self.run.checkpoint_epochs()}"
-            )
+        fingerprint = self.run.checkpoint_fingerprint(epoch)  # FileNotFoundError naming the epochs on disk
         seed = self.seed if self.spec.fixed_seed is None else "-"  # a fixed seed is in the tag
-        name = f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{seed}_{purpose}_{checkpoint_fingerprint(ckpt)}.npy"
+        name = f"e{epoch:03d}_n{n}_{self.spec.tag}_seed{seed}_{purpose}_{fingerprint}.npy"
         return self.dir / name
 
     def _read(self, path: Path, n: int) -> torch.Tensor:
@@ -283,6 +277,15 @@ class SampleCache:
         return out
 
     def _generate(self, epoch: int, missing: list, out: dict[str, torch.Tensor]) -> None:
+        record = self.run.dropped_record(epoch)
+        if record is not None:  # nothing can draw these any more: say what is there and what was asked
+            asked = ", ".join(f"{purpose} n={n}" for purpose, n, _ in missing)
+            raise CheckpointError(
+                f"{self.run.path}: epoch {epoch} keeps no weights (train.keep_weights={record.get('policy')!r}); "
+                f"its evaluation samples on disk are {record.get('samples') or '(none)'}, but this evaluation asks "
+                f"for {asked} with sampler {self.spec.tag} and eval.batch_size={self.eval_cfg.batch_size}. Evaluate "
+                f"with the run's own eval settings (its config.json), or retrain with train.keep_weights=all"
+            )
         model = self.load_model(epoch)
         spec = self.spec
         if model.image_size != self.image_size:
@@ -315,3 +318,41 @@ class SampleCache:
             with atomic_path(p) as tmp, open(tmp, "wb") as f:
                 np.save(f, x.numpy())
             out[purpose] = x
+
+
+def epoch_requests(eval_cfg: EvalConfig, *, last: bool = False) -> dict[str, int]:
+    """The samples an evaluation draws from one checkpoint, ``{purpose: n}``: ``eval.n_fake`` for the judge, the
+    classifier score and the FD curve; ``last`` (the final epoch of an evaluation with metrics) at least
+    ``eval.n_metric``. The classifier's training samples come on top (evaluators.steps.collect_samples)."""
+    return {EVAL_PURPOSE: max(eval_cfg.n_fake, eval_cfg.n_metric) if last else eval_cfg.n_fake}
+
+
+def checkpoint_samples(
+    run_dir: str | Path, epoch: int, *, model: Any = None, device: str | torch.device = "cpu"
+) -> list[str]:
+    """Draw into a run's sample cache what an evaluation with the run's own settings (``config.json``'s eval
+    section) asks of a checkpoint that is not its last (:func:`epoch_requests`), unless it is there already;
+    return the file names. ``model``: the live model of ``epoch`` (the training loop, which then drops the
+    checkpoint's weights: ``train.keep_weights="sampled"``), sampled in eval mode, with the global RNG untouched
+    and the model's train/eval mode restored; else the checkpoint is loaded on ``device`` when something is
+    missing."""
+    cache = SampleCache.for_run(run_dir, RunDir(run_dir).read_config().eval, device=device)
+    if model is not None:
+        was_training = model.training
+
+        def live(e: int) -> Any:
+            if e != epoch:
+                raise ValueError(f"{run_dir}: the live model is epoch {epoch}'s, not epoch {e}'s")
+            return model.eval()
+
+        cache.load_model = live
+        cache.device = model.device
+    requests = epoch_requests(cache.eval_cfg)
+    devices = [model.device] if model is not None and model.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            cache.get(epoch, requests)
+    finally:
+        if model is not None:
+            model.train(was_training)
+    return [cache.path(epoch, n, purpose).name for purpose, n in requests.items()]

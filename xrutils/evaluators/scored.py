@@ -4,7 +4,7 @@ the steps of :mod:`.pipeline` attach to it; loading runs and judges."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,6 @@ from xrutils.evaluators.judge import Judge
 from xrutils.evaluators.samples import SampleCache
 from xrutils.log import get as _get_log
 from xrutils.runs import RunDir
-
-EVAL_PURPOSE = (
-    "eval"  # the per-checkpoint sample set shared by the judge, the classifier score and the metrics
-)
-CLASSIFIER_PURPOSE = "classifier"  # the final-epoch samples the classifier is trained on (never scored)
 
 
 @dataclass
@@ -73,16 +68,31 @@ def _run_names(dirs: Sequence[Path]) -> list[str]:
     return [f"{d.parent.name}/{d.name}" for d in dirs]
 
 
+# How a run is sampled: its own config's values, unless the evaluation sets them for every run
+SAMPLING_FIELDS = ("sampler", "sampler_steps", "precision")
+
+
+def sampling_config(eval_cfg: EvalConfig, first: EvalConfig, own: EvalConfig) -> EvalConfig:
+    """The evaluation settings one run is sampled with: ``eval_cfg`` (the evaluation's, made from the first run's
+    config ``first`` and any overrides), except that the sampler, its steps and its precision stay the run's own
+    (``own``: a DDPM's 1000-step bf16 sampler next to a GAN's fp32 generator, the samples its training loop drew
+    under ``train.keep_weights="sampled"``) wherever the evaluation did not override the first run's value."""
+    keep = {f: getattr(own, f) for f in SAMPLING_FIELDS if getattr(eval_cfg, f) == getattr(first, f)}
+    return replace(eval_cfg, **keep)
+
+
 def load_runs(
     run_dirs: Sequence[str | Path], eval_cfg: EvalConfig, device: torch.device, quirks: Any = None
 ) -> list[ScoredRun]:
-    """The runs to score, each with its sample cache (``quirks``: the original protocol's sampling quirks)."""
+    """The runs to score, each with its sample cache (``quirks``: the original protocol's sampling quirks; each run
+    sampled as its own config says, :func:`sampling_config`)."""
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
         raise InputError("evaluate: no run folders given")
     if len({d.resolve() for d in dirs}) != len(dirs):
         raise InputError(f"evaluate: a run folder is given twice: {[str(d) for d in dirs]}")
     runs = []
+    first = RunDir(dirs[0]).read_config().eval
     for name, d in zip(_run_names(dirs), dirs, strict=True):
         rd = RunDir(d)
         cfg = rd.read_config()
@@ -92,7 +102,11 @@ def load_runs(
         chosen = epochs if eval_cfg.epochs == "all" else epochs[-1:]
         run = ScoredRun(name, rd, cfg, chosen, None)  # type: ignore[arg-type]
         run.cache = SampleCache.for_run(
-            d, eval_cfg, device=device, load_model=_model_loader(run, device), quirks=quirks
+            d,
+            sampling_config(eval_cfg, first, cfg.eval),
+            device=device,
+            load_model=_model_loader(run, device),
+            quirks=quirks,
         )
         runs.append(run)
     return runs

@@ -19,7 +19,8 @@ from xrutils.evaluators import likelihood, memorisation, stats
 from xrutils.evaluators import metrics as met
 from xrutils.evaluators.judge import Judge, Quirks, score_curve
 from xrutils.evaluators.reference import Reals
-from xrutils.evaluators.scored import CLASSIFIER_PURPOSE, EVAL_PURPOSE, ScoredRun, log_progress
+from xrutils.evaluators.samples import CLASSIFIER_PURPOSE, EVAL_PURPOSE, epoch_requests
+from xrutils.evaluators.scored import ScoredRun, log_progress
 
 
 def collect_samples(
@@ -36,8 +37,7 @@ def collect_samples(
         epochs = run.epochs if need_all_epochs else run.epochs[-1:]
         last = run.epochs[-1]
         for e in epochs:
-            n = ecfg.n_fake if e != last or not metrics else max(ecfg.n_fake, ecfg.n_metric)
-            req = {EVAL_PURPOSE: n}
+            req = epoch_requests(ecfg, last=e == last and metrics)
             if e == last and classifier and n_classifier.get(run.size):
                 req[CLASSIFIER_PURPOSE] = n_classifier[run.size]
             got = run.cache.get(e, req)

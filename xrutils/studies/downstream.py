@@ -99,7 +99,8 @@ def generator_config(
 ) -> RunConfig:
     """The class generator of ``run``: the run's config on the class's training images (``n_class`` of them), with
     the base run's number of optimisation steps (it trained on ``n_base`` images): ``train.epochs`` rescaled, a
-    grid and a checkpoint at the first and the last epoch only."""
+    grid and a checkpoint at the first and the last epoch only (where the base run drops older weights, so does
+    it, with nothing drawn: only its last checkpoint is sampled)."""
     from xrutils.train import count_steps
 
     base = base_config(run, profile, nih_root)
@@ -115,6 +116,7 @@ def generator_config(
             "train.epochs": epochs,
             "train.sample_every": epochs,
             "train.checkpoint_every": epochs,
+            "train.keep_weights": "all" if base.train.keep_weights == "all" else "last",
         }
     )
 
@@ -229,7 +231,7 @@ class Downstream:
         from xrutils.atomic import atomic_torch_save
         from xrutils.checkpoints import load_model
         from xrutils.evaluators.downstream import SYNTHETIC_PATIENT, LabelledSet
-        from xrutils.evaluators.samples import checkpoint_fingerprint, sampler_spec
+        from xrutils.evaluators.samples import sampler_spec
         from xrutils.runs import RunDir
         from xrutils.seeding import make_generator
         from xrutils.train import resolve_device
@@ -246,7 +248,7 @@ class Downstream:
                 )
             cfg = rd.read_config()
             spec = sampler_spec(cfg.family, cfg.eval, getattr(cfg.model, "timesteps", None))
-            key = f"{checkpoint_fingerprint(ckpt)[:16]}_{spec.tag}_n{n}"
+            key = f"{rd.checkpoint_fingerprint(rd.weight_epochs()[-1])}_{spec.tag}_n{n}"
             cache = rd.path / "eval" / f"downstream_{key}.pt"
             if cache.exists():
                 images = torch.load(cache, weights_only=True)

@@ -148,12 +148,31 @@ def run_settings(family: str, preset: str, profile: str) -> dict[str, Any]:
     return {k: v for k, v in have.items() if k not in skip and (k in touched or default.get(k) != v)}
 
 
+def keep_weights(run: str, profile: str) -> str:
+    """The run's ``train.keep_weights`` from the profile table (:data:`xrutils.profiles.KEEP_WEIGHTS`): "all" for
+    the runs of Supplementary Figure S1, the "scored" policy for runs a study scores, else the "unscored" one."""
+    from xrutils.profiles import KEEP_WEIGHTS
+    from xrutils.studies.table import SUPPLEMENTARY
+
+    policy = KEEP_WEIGHTS.get(profile)
+    if not policy:
+        return "all"
+    if run in SUPPLEMENTARY["S1"].runs:
+        return policy["S1"]
+    scored = any(run in scored_runs(s, profile) for s in STUDIES.values())
+    return policy["scored" if scored else "unscored"]
+
+
 def run_params(run: str, profile: str) -> dict[str, Any]:
     family, preset = split_run_name(run)
+    keep = keep_weights(run, profile)
     return {
         "family": family,
         "preset": preset,
-        "overrides": run_settings(family, preset, profile),
+        "overrides": {
+            **run_settings(family, preset, profile),
+            **({"train.keep_weights": keep} if keep != "all" else {}),
+        },
         "profile": profile,
         "run_dir": f"runs/{profile}/{run}",
         "seed": run_seed(run),
@@ -299,7 +318,9 @@ def judge_runs_for(study: Study, profile: str, params_root: Path | None = None) 
 
 def _param_image_size(run: str, profile: str, params_root: Path | None) -> int:
     path = params_dir(profile, params_root) / f"{run}.yaml"
-    p = read_params(path) if path.exists() else run_params(run, profile)
+    if not path.exists():  # what its params file will hold: the preset under the profile
+        return build_config(*split_run_name(run), profile).data.image_size
+    p = read_params(path)
     return build_config(
         p["family"], p["preset"], p.get("profile", profile), p.get("overrides") or {}, p.get("seed", 0)
     ).data.image_size
