@@ -103,6 +103,20 @@ def test_the_thesis_profile_keeps_the_weights_its_evaluators_need_and_the_plan_p
     assert r.checkpoint_gb == pytest.approx(4 * params * 3 / 1e9)  # the newest with Adam's moments only
 
 
+def test_wall_time_on_many_gpus_schedules_the_longest_runs_first():
+    assert plan.wall_hours([1.0] * 8, 8) == 1.0
+    assert (
+        plan.wall_hours([4.0, 1.0, 1.0, 1.0, 1.0], 2) == 4.0
+    )  # the long run on one GPU, the rest on the other
+    assert plan.wall_hours([3.0, 3.0, 2.0, 2.0, 2.0], 2) == 7.0  # longest first: within 4/3 of the best (6)
+    hours = [0.3, 2.5, 1.1, 0.05, 4.2, 0.9, 1.1, 3.0]
+    for gpus in (1, 3, 8, 20):
+        lower = max(sum(hours) / gpus, max(hours))
+        assert lower - 1e-12 <= plan.wall_hours(hours, gpus) <= 4 / 3 * lower + 1e-12
+    with pytest.raises(ConfigError, match="0 GPUs"):
+        plan.wall_hours(hours, 0)
+
+
 @pytest.mark.slow
 def test_the_thesis_checkpoints_fit_in_30_gb():
     out = plan.plan_profile("thesis", "h200")
@@ -130,6 +144,10 @@ def test_the_plan_of_a_profile_lists_every_run_and_the_cli_prints_json(capsys):
     assert out["gpu"] == "rtx4090" and "not measured" in out["assumptions"]["memory"]
     assert main(["plan", "--profile", "smoke"]) == 0
     assert "total:" in capsys.readouterr().out
+    assert main(["plan", "--profile", "smoke", "--gpus", "4", "--json"]) == 0
+    many = json.loads(capsys.readouterr().out)
+    assert many["gpus"] == 4 and many["longest_run_hours"] <= many["wall_hours"] < many["total_hours"]
+    assert main(["plan", "--profile", "smoke", "--gpus", "0"]) == 2
     with pytest.raises(SystemExit) as exit_:  # argparse's choices name the GPU kinds
         main(["plan", "--profile", "smoke", "--gpu", "tpu"])
     assert exit_.value.code == 2

@@ -440,11 +440,13 @@ def plan_profile(
     runs: list[str] | None = None,
     nih_root: str = "",
     downstream: bool = True,
+    gpus: int = 1,
 ) -> dict[str, Any]:
     """Every run of ``profile`` (studies.all_runs; ``runs``: only these), each with its cost, and the totals;
     with ``downstream`` (and ``runs`` not given) also the downstream study's class generators (``make downstream``).
     ``nih``: price the runs on NIH data (the thesis's), else on the profile's own data source (``nih_root``: the
-    build's NIH root, whose data then is the source)."""
+    build's NIH root, whose data then is the source). ``gpus``: also predict the wall-clock hours of the runs on that
+    many GPUs of the kind, one run per GPU (:func:`wall_hours`)."""
     from xrutils import studies
 
     if gpu not in GPUS:
@@ -493,9 +495,25 @@ def plan_profile(
         "total_disk_gb": sum(p.disk_gb for p in planned.values()),
         "total_checkpoint_gb": sum(p.checkpoint_gb for p in planned.values()),
         "max_peak_memory_gb": max((p.peak_memory_gb for p in planned.values()), default=0.0),
+        "gpus": gpus,
+        "wall_hours": wall_hours([p.hours for p in planned.values()], gpus),
+        "longest_run_hours": max((p.hours for p in planned.values()), default=0.0),
         "not_fitting": [r for r, p in planned.items() if not p.fits],
         **{f"total_{k}": v for k, v in total.items()},
     }
+
+
+def wall_hours(hours: list[float], gpus: int) -> float:
+    """Predicted wall-clock hours of jobs taking ``hours`` each on ``gpus`` GPUs, one job per GPU at a time, the
+    longest first, each to the GPU that frees first (what the workflow engine's GPU slots do with the runs of a
+    build; within 4/3 of the best possible order). At least ``max(sum / gpus, longest)``."""
+    if gpus < 1:
+        raise ConfigError(f"plan: {gpus} GPUs; expected at least 1")
+    loads = [0.0] * gpus
+    for h in sorted(hours, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += h
+    return max(loads)
 
 
 def plan_downstream(
@@ -630,6 +648,11 @@ def report(plan: dict[str, Any]) -> str:
         f"{UTILISATION:.0%} of the dense peak plus {LAUNCH_S * 1e6:.0f} us a kernel launch: predictions, not "
         "measurements",
     ]
+    if plan.get("gpus", 1) > 1:
+        lines.append(
+            f"on {plan['gpus']} such GPUs, one run per GPU, longest first: {plan['wall_hours']:.1f} hours of wall "
+            f"time (the longest run alone takes {plan['longest_run_hours']:.1f})"
+        )
     if plan["not_fitting"]:
         lines.append(f"predicted not to fit on {plan['gpu_name']}: {', '.join(plan['not_fitting'])}")
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """``python -m xrutils plan``: what a profile costs before its first step (:mod:`xrutils.plan`).
 
-    python -m xrutils plan --profile thesis [--gpu h200|h100|a100-80|l40s|rtx4090] [--json]
+    python -m xrutils plan --profile thesis [--gpu h200|h100|a100-80|l40s|rtx4090] [--gpus N] [--json]
 
-Per run: predicted peak GPU memory, FLOPs of training, grids and evaluation, hours and disk; then the totals. A
-run predicted not to fit on the GPU is flagged (and ``--strict`` exits with status 2 naming it).
+Per run: predicted peak GPU memory, FLOPs of training, grids and evaluation, hours and disk; then the totals (with
+``--gpus N`` also the wall-clock hours on N GPUs, one run per GPU). A run predicted not to fit on the GPU is flagged
+(and ``--strict`` exits with status 2 naming it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--train-images", type=int, default=None, help="images per training epoch (default: NIH's)"
     )
+    p.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="also predict the wall-clock hours on this many GPUs, one run per GPU (the workflow's GPU slots)",
+    )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument(
         "--strict", action="store_true", help="exit with status 2 when a run is predicted not to fit"
@@ -44,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.train_images is not None and args.train_images < 1:
         raise ConfigError(f"--train-images {args.train_images}: expected a positive number of images")
-    result = plan.plan_profile(args.profile, args.gpu, nih=not args.own_data, train_images=args.train_images)
+    if args.gpus < 1:
+        raise ConfigError(f"--gpus {args.gpus}: expected at least 1 GPU")
+    result = plan.plan_profile(
+        args.profile, args.gpu, nih=not args.own_data, train_images=args.train_images, gpus=args.gpus
+    )
     print(json.dumps(result, indent=1) if args.json else plan.report(result))
     if args.strict and result["not_fitting"]:
         raise ConfigError(
