@@ -4,7 +4,8 @@
   as the loop reads them every ``log_every`` steps), and on a GPU the loop's settings (TF32, cuDNN autotuner,
   channels_last) and the config's precision.
 * **Training, plain**: the same networks, losses and optimisers written out as a textbook loop: eager, fp32, the
-  losses read with ``.item()`` after every step (a host sync per step), no TF32, no autotuner.
+  losses read with ``.item()`` after every step (a host sync per step), no TF32, no autotuner, and the PixelCNN's
+  masked convs with their full k x k kernel (ours skip the rows below the centre, which the mask zeroes).
 * **Sampling, ours**: ``model.sample`` as the evaluators call it (PixelCNN: the cached sampler, each layer computed
   once per position; DDPM: the evaluation sampler of the profile).
 * **Sampling, plain**: GAN and VAE the generator / decoder forward with a sync per batch; PixelCNN the whole network
@@ -22,6 +23,7 @@ The last line is one JSON object with every measurement and ratio.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -83,6 +85,20 @@ def plain_step(model, batch: torch.Tensor, opts: dict, g: torch.Generator) -> fl
     return loss.item()
 
 
+@contextlib.contextmanager
+def textbook_masked_convs():
+    """The PixelCNN's masked convs as the textbook writes them (the full k x k kernel times its mask) while the
+    plain side runs: ours computes only the kernel rows down to the centre (the same outputs, 4/7 of the work)."""
+    from xrutils.models.pixelcnn import MaskedConv2d
+
+    ours = MaskedConv2d.forward
+    MaskedConv2d.forward = lambda self, x: F.conv2d(x, self.weight * self.mask, None, padding=self.padding)
+    try:
+        yield
+    finally:
+        MaskedConv2d.forward = ours
+
+
 def plain_sample(model, n: int, g: torch.Generator, cfg) -> torch.Tensor:
     dev = model.device
     with torch.no_grad():
@@ -126,7 +142,8 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
 
     # plain first (so ours gets no head start from the autotuner it enables), then ours on its own settings
     opts = model.configure_optimizers(cfg.train)
-    plain_train = timed(lambda: plain_step(model, batch, opts, g), args.steps, device)
+    with textbook_masked_convs():
+        plain_train = timed(lambda: plain_step(model, batch, opts, g), args.steps, device)
     if device.type == "cuda":
         gpu_settings(model, cfg)
     ctx, opts = make_step_context(cfg, device), model.configure_optimizers(cfg.train)
@@ -136,7 +153,8 @@ def bench_family(family: str, args: argparse.Namespace) -> dict:
 
     model.eval()
     n = args.samples
-    plain_s = timed(lambda: plain_sample(model, n, g, cfg), 1, device)
+    with textbook_masked_convs():
+        plain_s = timed(lambda: plain_sample(model, n, g, cfg), 1, device)
     options = {"sampler": cfg.eval.sampler, "steps": cfg.eval.sampler_steps} if family == "ddpm" else {}
     ours_s = timed(lambda: model.sample(n, g, **options), 1, device)
     return {

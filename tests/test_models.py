@@ -495,6 +495,31 @@ def test_masked_conv_type_a_sees_only_earlier_pixels() -> None:
     assert conv.mask[0, 0, 2].tolist() == [1, 1, 0, 0, 0]
 
 
+@pytest.mark.parametrize(
+    ("mask_type", "kernel", "size"), [("A", 7, 9), ("B", 7, 8), ("B", 3, 5), ("A", 1, 4)]
+)
+def test_masked_conv_with_the_upper_kernel_rows_equals_the_full_masked_kernel(
+    mask_type, kernel, size
+) -> None:
+    # forward computes only the kernel rows down to the centre (4/7 of the multiply-adds at k = 7); the outputs and
+    # the gradients are those of the full k x k kernel with its mask, zero padding included
+    torch.manual_seed(0)
+    conv = pixelcnn.MaskedConv2d(mask_type, 3, 4, kernel)
+    x = torch.randn(2, 3, size, size + 1, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    ours = conv(x)
+    full = torch.nn.functional.conv2d(x2, conv.weight * conv.mask, padding=kernel // 2)
+    assert ours.shape == full.shape == (2, 4, size, size + 1)
+    torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-6)
+    g = torch.randn_like(full)
+    (wa,) = torch.autograd.grad((ours * g).sum(), conv.weight)
+    (xa,) = torch.autograd.grad((conv(x) * g).sum(), x)
+    (wb, xb) = torch.autograd.grad((full * g).sum(), (conv.weight, x2))
+    torch.testing.assert_close(wa, wb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(xa, xb, rtol=1e-5, atol=1e-6)
+    assert wa[:, :, kernel // 2 + 1 :].abs().sum() == 0  # rows below the centre get no gradient, as before
+
+
 @pytest.mark.parametrize(("arch", "coords"), [("residual", False), ("plain", False), ("residual", True)])
 def test_pixelcnn_network_output_depends_only_on_earlier_pixels(arch: str, coords: bool) -> None:
     _, model = _build(
