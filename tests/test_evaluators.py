@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from xrutils.config import DataConfig, EvalConfig
+from xrutils.config import ConfigError, DataConfig, EvalConfig
 from xrutils.data import load_images
 from xrutils.data.ranges import GAN_RANGE, UNIT_RANGE, convert, to_range, to_uint8
 from xrutils.evaluators import classifier as clf
@@ -228,6 +228,29 @@ def test_sample_cache_generates_once_and_reuses(tmp_path):
     os.utime(ckpt, ns=(ckpt.stat().st_atime_ns, ckpt.stat().st_mtime_ns + 10**9))
     _stub_cache(tmp_path, loads).get(1, {"eval": 7})
     assert loads == [1, 1, 1]
+
+
+def test_sample_cache_draws_in_batches_of_eval_sample_batch(tmp_path):
+    RunDir(tmp_path).save_checkpoint(1, {"epoch": 1})
+    sizes: list = []
+
+    class Recording(StubModel):
+        def sample(self, n, generator=None, **options):
+            sizes.append(n)
+            return super().sample(n, generator, **options)
+
+    for ecfg in (EvalConfig(batch_size=3), EvalConfig(batch_size=3, sample_batch=5)):
+        cache = SampleCache(
+            tmp_path, family="vae", seed=3, image_size=8, eval_cfg=ecfg, load_model=lambda e: Recording()
+        )
+        cache.get(1, {f"p{ecfg.sample_batch}": 12})
+    assert sizes == [3, 3, 3, 3, 5, 5, 2]  # 0 = eval.batch_size
+    assert (
+        EvalConfig(batch_size=3, sample_batch=5).sampling_batch == 5
+        and EvalConfig(batch_size=3).sampling_batch == 3
+    )
+    with pytest.raises(ConfigError, match="sample_batch"):
+        EvalConfig(sample_batch=-1)
 
 
 def test_sample_cache_samples_a_checkpoint_once_when_two_processes_ask_at_once(tmp_path):

@@ -168,6 +168,11 @@ class EvalConfig:
     # autocast of the evaluation sampling on CUDA (ignored on a CPU); the DDPM's family default is bf16, whose samples
     # agree with fp32's far below the noise between two seeds (docs/DISCREPANCIES.md)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # images per sampling batch of the evaluation's samples (0 = eval.batch_size): a GPU samples a small network
+    # faster in large batches (fewer kernel launches a sample); the images are as many and drawn the same way, each
+    # from its own noise (another batch size gives other noise, not another distribution). The DDPM's family default
+    # is 512 (docs/PERFORMANCE.md); the demo and smoke profiles keep eval.batch_size
+    sample_batch: int = 0
     classifier_epochs: int = 10  # training epochs of the SimpleCNN classifier judge
     classifier_lr: float = 1e-3
     n_metric: int = 1024  # samples for Frechet distance / KID / precision-recall
@@ -188,6 +193,12 @@ class EvalConfig:
         ):
             _check_positive("eval", name, getattr(self, name))
         _check_positive("eval", "n_real", self.n_real, zero_ok=True)
+        _check_positive("eval", "sample_batch", self.sample_batch, zero_ok=True)
+
+    @property
+    def sampling_batch(self) -> int:
+        """Images per batch when the evaluation samples a model: ``sample_batch``, or ``batch_size`` when 0."""
+        return self.sample_batch or self.batch_size
 
 
 @dataclass(frozen=True)

@@ -366,17 +366,21 @@ def plan_run(
     steps_epoch = count_steps(training_images(cfg, train_images), cfg.train)
     steps = steps_epoch * cfg.train.epochs
     half = cfg.train.precision in ("fp16", "bf16")
-    one = count_sampling_pass(cfg, cfg.eval.batch_size)
-    batch = cfg.eval.batch_size
+    one = count_sampling_pass(cfg, cfg.eval.sampling_batch)
+    batch = cfg.eval.sampling_batch
     epochs = list(range(1, cfg.train.epochs + 1))
     grid_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.sample_every == 0]
     ckpt_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.checkpoint_every == 0]
     wave = pixelcnn_wavefronts(cfg) if cfg.family == "pixelcnn" else 1
 
     def sampling(n_images: int, passes: int, half: bool = False) -> tuple[float, float]:
+        # FLOPs per image drawn (a last, smaller batch costs its share), kernel launches per batch
         batches = math.ceil(n_images / batch)
-        launches = Count(one.flops, one.kernels * wave)
-        return passes * batches * one.flops, _seconds(launches, passes * batches, gpu, half=half)
+        flops = passes * n_images * one.flops / batch
+        launches = Count(0.0, one.kernels * wave)
+        return flops, _seconds(launches, passes * batches, gpu, half=half) + _seconds(
+            Count(flops, 0), 1, gpu, half=half
+        )
 
     # the evaluation's own samples (bf16 where eval.precision says so; the original protocol's stay fp32)
     eval_half = cfg.eval.precision == "bf16"

@@ -27,6 +27,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval.n_fake": 128,
         "eval.n_real": 128,
         "eval.batch_size": 64,
+        "eval.sample_batch": 0,  # samples in batches of eval.batch_size (a CPU gains nothing from larger ones)
         "eval.n_boot": 200,
         "eval.sampler": "ddim",  # the thesis profile judges with 1000-step DDPM; a CPU cannot
         "eval.sampler_steps": 10,  # DDIM steps of the demo DDPMs (_ddpm below: 10 beat 20 and 50 there)
@@ -43,6 +44,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval.n_fake": 8,
         "eval.n_real": 8,
         "eval.batch_size": 8,
+        "eval.sample_batch": 0,
         "eval.n_boot": 20,
         "eval.sampler": "ddim",
         "eval.sampler_steps": 2,

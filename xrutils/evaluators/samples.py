@@ -283,7 +283,7 @@ class SampleCache:
             raise CheckpointError(
                 f"{self.run.path}: epoch {epoch} keeps no weights (train.keep_weights={record.get('policy')!r}); "
                 f"its evaluation samples on disk are {record.get('samples') or '(none)'}, but this evaluation asks "
-                f"for {asked} with sampler {self.spec.tag} and eval.batch_size={self.eval_cfg.batch_size}. Evaluate "
+                f"for {asked} with sampler {self.spec.tag}. Evaluate "
                 f"with the run's own eval settings (its config.json), or retrain with train.keep_weights=all"
             )
         model = self.load_model(epoch)
@@ -298,7 +298,7 @@ class SampleCache:
                 g = torch.Generator().manual_seed(spec.fixed_seed)
             else:
                 g = make_generator(self.seed, f"eval/{purpose}", device=model.device)
-            x = spec.draw(model, n, g, self.eval_cfg.batch_size)
+            x = spec.draw(model, n, g, self.eval_cfg.sampling_batch)
             self.generated += n
             self.value_range = tuple(model.value_range)
             meta = {

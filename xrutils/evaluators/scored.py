@@ -69,14 +69,15 @@ def _run_names(dirs: Sequence[Path]) -> list[str]:
 
 
 # How a run is sampled: its own config's values, unless the evaluation sets them for every run
-SAMPLING_FIELDS = ("sampler", "sampler_steps", "precision")
+SAMPLING_FIELDS = ("sampler", "sampler_steps", "precision", "sample_batch")
 
 
 def sampling_config(eval_cfg: EvalConfig, first: EvalConfig, own: EvalConfig) -> EvalConfig:
     """The evaluation settings one run is sampled with: ``eval_cfg`` (the evaluation's, made from the first run's
-    config ``first`` and any overrides), except that the sampler, its steps and its precision stay the run's own
-    (``own``: a DDPM's 1000-step bf16 sampler next to a GAN's fp32 generator, the samples its training loop drew
-    under ``train.keep_weights="sampled"``) wherever the evaluation did not override the first run's value."""
+    config ``first`` and any overrides), except that the sampler, its steps, its precision and its sampling batch
+    stay the run's own (``own``: a DDPM's 1000-step bf16 sampler next to a GAN's fp32 generator, the samples its
+    training loop drew under ``train.keep_weights="sampled"``) wherever the evaluation did not override the first
+    run's value."""
     keep = {f: getattr(own, f) for f in SAMPLING_FIELDS if getattr(eval_cfg, f) == getattr(first, f)}
     return replace(eval_cfg, **keep)
 

@@ -278,6 +278,10 @@ FAMILY = Family(
         # bf16 autocast for evaluation sampling on GPUs: its samples agree with fp32's far below the noise between
         # two seeds (docs/DISCREPANCIES.md), and it halves the thesis profile's largest evaluation cost
         "eval.precision": "bf16",
+        # 512 samples a batch: a checkpoint's evaluation samples in two passes of the chain instead of eight (a 64²
+        # run's predicted evaluation sampling 1.98 -> 1.63 H200-hours; about 25 MB of fp32 activations an image, so
+        # 13 GB at most: it fits a 24 GB card; docs/PERFORMANCE.md)
+        "eval.sample_batch": 512,
     },
     description="DDPM: diffusers UNet2DModel + DDPMScheduler (1000 linear steps); DDIM as a fast sampler; [-1, 1]",
 )

@@ -255,7 +255,7 @@ class Downstream:
             else:
                 _, model = load_model(rd.path, device=device)
                 g = make_generator(cfg.seed, SAMPLES_SEED, model.device)
-                images = spec.draw(model, n, g, cfg.eval.batch_size)
+                images = spec.draw(model, n, g, cfg.eval.sampling_batch)
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 atomic_torch_save(images, cache)
             parts.append(LabelledSet(images, np.full(n, label), np.full(n, SYNTHETIC_PATIENT)))
