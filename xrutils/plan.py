@@ -375,12 +375,9 @@ def plan_run(
 
     def sampling(n_images: int, passes: int, half: bool = False) -> tuple[float, float]:
         # FLOPs per image drawn (a last, smaller batch costs its share), kernel launches per batch
-        batches = math.ceil(n_images / batch)
         flops = passes * n_images * one.flops / batch
-        launches = Count(0.0, one.kernels * wave)
-        return flops, _seconds(launches, passes * batches, gpu, half=half) + _seconds(
-            Count(flops, 0), 1, gpu, half=half
-        )
+        kernels = passes * math.ceil(n_images / batch) * one.kernels * wave
+        return flops, _seconds(Count(flops, kernels), 1, gpu, half=half)
 
     # the evaluation's own samples (bf16 where eval.precision says so; the original protocol's stay fp32)
     eval_half = cfg.eval.precision == "bf16"

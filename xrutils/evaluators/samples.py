@@ -196,15 +196,16 @@ class SampleCache:
         self.generated = 0  # images generated (not read from the cache) by this object: for tests and logs
 
     @classmethod
-    def for_run(cls, run_dir: str | Path, eval_cfg: EvalConfig, **kwargs: Any) -> SampleCache:
-        """The cache of a run folder, its family, seed, size and DDPM schedule read from ``config.json``."""
+    def for_run(cls, run_dir: str | Path, eval_cfg: EvalConfig | None = None, **kwargs: Any) -> SampleCache:
+        """The cache of a run folder, its family, seed, size and DDPM schedule read from ``config.json``
+        (``eval_cfg``: default the run's own evaluation settings)."""
         cfg = RunDir(run_dir).read_config()
         return cls(
             run_dir,
             family=cfg.family,
             seed=cfg.seed,
             image_size=cfg.data.image_size,
-            eval_cfg=eval_cfg,
+            eval_cfg=eval_cfg or cfg.eval,
             timesteps=getattr(cfg.model, "timesteps", None),
             **kwargs,
         )
@@ -336,7 +337,7 @@ def checkpoint_samples(
     checkpoint's weights: ``train.keep_weights="sampled"``), sampled in eval mode, with the global RNG untouched
     and the model's train/eval mode restored; else the checkpoint is loaded on ``device`` when something is
     missing."""
-    cache = SampleCache.for_run(run_dir, RunDir(run_dir).read_config().eval, device=device)
+    cache = SampleCache.for_run(run_dir, device=device)
     if model is not None:
         was_training = model.training
 

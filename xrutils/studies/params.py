@@ -3,6 +3,7 @@ runs on its parameters, and the RunConfig of one run."""
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -159,8 +160,14 @@ def keep_weights(run: str, profile: str) -> str:
         return "all"
     if run in SUPPLEMENTARY["S1"].runs:
         return policy["S1"]
-    scored = any(run in scored_runs(s, profile) for s in STUDIES.values())
-    return policy["scored" if scored else "unscored"]
+    return policy["scored" if run in _scored_anywhere(profile) else "unscored"]
+
+
+@functools.cache
+def _scored_anywhere(profile: str) -> frozenset[str]:
+    """Every run some study of ``profile`` scores (computed once a process: it reads the params files' image sizes,
+    about 0.7 s, and params generation asks it for every run)."""
+    return frozenset(r for s in STUDIES.values() for r in scored_runs(s, profile))
 
 
 def run_params(run: str, profile: str) -> dict[str, Any]:
