@@ -178,7 +178,9 @@ def predict(model: SimpleCNN, images: torch.Tensor, *, batch_size: int = 256) ->
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC from ranks (the Mann-Whitney statistic; ties count half); NaN when a class is missing."""
+    """ROC AUC from ranks (the Mann-Whitney statistic; ties count half); NaN when a class is missing. Not sklearn's
+    roc_auc_score (the judges' choice): this runs on every bootstrap draw, where a draw without one class must give
+    NaN, not an error."""
     labels = np.asarray(labels)
     pos, neg = int((labels == 1).sum()), int((labels == 0).sum())
     if pos == 0 or neg == 0:
