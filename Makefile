@@ -16,7 +16,7 @@ TEST_NIH_SMALL64 ?= $(or $(XRUTILS_NIH_SMALL64),$(wildcard $(abspath ../shared/n
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export MPLBACKEND := Agg
 
-.PHONY: lock figures figures-dry downstream test test-slow smoke lint format lab clean venv
+.PHONY: lock figures figures-dry downstream test test-slow smoke lint format lab clean venv gpu-wheels
 
 venv: $(STAMP)
 
@@ -99,6 +99,18 @@ LAB_ARGS ?=
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root) $(LAB_ARGS)
+
+## gpu-wheels: the wheels bench/gpu_check.sh installs on a lent GPU machine (docs/PERFORMANCE.md), whose image holds
+##             torch but not these: requirements.lock's versions, for its Python 3.12, into .whl/ (git-ignored)
+GPU_WHEELS = diffusers importlib_metadata lazy-importer
+gpu-wheels: $(STAMP)
+	rm -rf .whl && mkdir .whl
+	for p in $(GPU_WHEELS); do \
+	  pin=$$(grep -i "^$$p==" requirements.lock) || { echo "gpu-wheels: $$p is not in requirements.lock" >&2; exit 1; }; \
+	  $(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl "$$pin" || exit 1; \
+	done
+	@ls .whl
 
 ## clean: remove runs, generated figures, caches and stamps (keeps .venv and the phantom data)
 clean:

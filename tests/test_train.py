@@ -444,24 +444,6 @@ def test_two_process_ddp_run_keeps_ranks_identical(tmp_path):
     assert json.loads(rd.config_path.read_text())["family"] == "gan"
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# the GPU throughput script runs anywhere at smoke size (so it is not dead code on machines without a GPU)
-
-
-def test_gpu_baseline_script_runs_at_smoke_size_on_cpu(capsys):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parent.parent / "bench" / "gpu_baselines.py"
-    spec = importlib.util.spec_from_file_location("gpu_baselines", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    assert bench.main(["--profile", "smoke", "--steps", "1", "--warmup", "1", "--device", "cpu"]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert [r["family"] for r in rows] == FAMILIES
-    assert all(r["images_per_s"] > 0 and r["peak_memory_gib"] > 0 and r["precision"] == "fp32" for r in rows)
-
-
 def test_only_the_newest_checkpoint_keeps_the_training_state(tmp_path):
     rd = RunDir(tmp_path / "run")
     train(tiny("gan"), rd.path, progress=False)

@@ -54,11 +54,18 @@ def load_networks(model: nn.Module, ckpt: dict, path: str | Path = "<checkpoint>
 def load_model(
     run_dir: str | Path, epoch: int | None = None, device: str | torch.device = "cpu"
 ) -> tuple[RunConfig, GenerativeModel]:
-    """The run's config and its model at ``epoch`` (default: the newest checkpoint), in eval mode on ``device``."""
+    """The run's config and its model at ``epoch`` (default: the newest checkpoint), in eval mode on ``device``.
+    On a GPU with the training loop's settings (``train.gpu_settings``: TF32, cuDNN's autotuner unless
+    ``train.deterministic``, channels_last), so a reloaded checkpoint samples as the live model did in the loop."""
+    from xrutils.train import gpu_settings  # the loop's module imports this one
+
     rd = RunDir(run_dir)
     cfg = rd.read_config()
     with torch.random.fork_rng(devices=[]):  # building draws initial weights; keep the caller's RNG untouched
         model = registry.get(cfg.family).build(cfg)
     path = rd.checkpoint_path(epoch) if epoch is not None else rd.latest_checkpoint()
     load_networks(model, rd.load_checkpoint(epoch, map_location="cpu"), path, cfg.family)
-    return cfg, model.to(device).eval()
+    model = model.to(device).eval()
+    if torch.device(device).type == "cuda":
+        gpu_settings(model, cfg)
+    return cfg, model

@@ -322,9 +322,34 @@ class RunPlan:
         return {**asdict(self), "hours": self.hours, "disk_gb": self.disk_gb}
 
 
-def _seconds(count: Count, repeats: float, gpu: GPU, half: bool) -> float:
+def gpu_seconds(count: Count, repeats: float, gpu: GPU, half: bool) -> float:
+    """Predicted seconds of ``repeats`` times the work ``count`` on ``gpu``: FLOPs at :data:`UTILISATION` of its
+    dense peak (the half-precision peak when ``half``) plus :data:`LAUNCH_S` a kernel."""
     peak = (gpu.tflops_half if half else gpu.tflops_fp32) * 1e12
     return repeats * (count.flops / (peak * UTILISATION) + count.kernels * LAUNCH_S)
+
+
+def sampling_price(
+    cfg: RunConfig,
+    gpu: GPU,
+    n_images: int,
+    passes: int,
+    *,
+    half: bool = False,
+    one: Count | None = None,
+    wave: int | None = None,
+) -> tuple[float, float]:
+    """FLOPs and predicted seconds of drawing ``n_images`` with ``passes`` network passes each, in batches of
+    ``eval.sampling_batch``: FLOPs per image drawn (a last, smaller batch costs its share), kernel launches per
+    batch (the PixelCNN's per wavefront). ``one`` (a pass over one batch) and ``wave`` (the PixelCNN's wavefronts)
+    are counted when not given."""
+    batch = cfg.eval.sampling_batch
+    one = one if one is not None else count_sampling_pass(cfg, batch)
+    if wave is None:
+        wave = pixelcnn_wavefronts(cfg) if cfg.family == "pixelcnn" else 1
+    flops = passes * n_images * one.flops / batch
+    kernels = passes * math.ceil(n_images / batch) * one.kernels * wave
+    return flops, gpu_seconds(Count(flops, kernels), 1, gpu, half=half)
 
 
 def peak_memory_gb(step: Count, params: int, precision: str) -> float:
@@ -367,17 +392,13 @@ def plan_run(
     steps = steps_epoch * cfg.train.epochs
     half = cfg.train.precision in ("fp16", "bf16")
     one = count_sampling_pass(cfg, cfg.eval.sampling_batch)
-    batch = cfg.eval.sampling_batch
     epochs = list(range(1, cfg.train.epochs + 1))
     grid_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.sample_every == 0]
     ckpt_epochs = [e for e in epochs if e in (1, cfg.train.epochs) or e % cfg.train.checkpoint_every == 0]
     wave = pixelcnn_wavefronts(cfg) if cfg.family == "pixelcnn" else 1
 
     def sampling(n_images: int, passes: int, half: bool = False) -> tuple[float, float]:
-        # FLOPs per image drawn (a last, smaller batch costs its share), kernel launches per batch
-        flops = passes * n_images * one.flops / batch
-        kernels = passes * math.ceil(n_images / batch) * one.kernels * wave
-        return flops, _seconds(Count(flops, kernels), 1, gpu, half=half)
+        return sampling_price(cfg, gpu, n_images, passes, half=half, one=one, wave=wave)
 
     # the evaluation's own samples (bf16 where eval.precision says so; the original protocol's stay fp32)
     eval_half = cfg.eval.precision == "bf16"
@@ -418,7 +439,7 @@ def plan_run(
         train_flops=step.flops * steps,
         grid_flops=grid_flops,
         eval_flops=eval_flops,
-        train_hours=_seconds(step, steps, gpu, half) / 3600,
+        train_hours=gpu_seconds(step, steps, gpu, half) / 3600,
         grid_hours=grid_s / 3600,
         eval_hours=eval_s / 3600,
         checkpoint_gb=checkpoint_gb,
