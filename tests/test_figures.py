@@ -488,6 +488,40 @@ def test_prepare_run_resumes_current_runs_and_keeps_stale_ones(tmp_path):
     assert (kept / "checkpoints" / "epoch_001.pt").exists() and kept.with_name(kept.name + "-2").is_dir()
 
 
+def test_an_evaluation_setting_keeps_the_run_and_rewrites_its_config(tmp_path):
+    params = tmp_path / "gan__tiny.yaml"
+    run = tmp_path / "runs" / "gan__tiny"
+
+    def write(overrides: str) -> None:
+        params.write_text(f"family: gan\npreset: tiny\noverrides: {overrides}\nprofile: smoke\nseed: 0\n")
+
+    write("{}")
+    studies.prepare_run(params, run)
+    RunDir(run).write_config(studies.run_config("gan", "tiny", "smoke"))
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "epoch_001.pt").write_bytes(b"x")
+    (run / ".complete").touch()
+    write("{eval.n_boot: 7}")
+    status = studies.run_status(params, run)[0]
+    assert status.state == "complete", status
+    assert status.reasons == (
+        "evaluation setting eval.n_boot: 20 -> 7 (kept: the run is evaluated with the new value)",
+    )
+    assert studies.prepare_run(params, run) == "resume"
+    assert RunDir(run).read_config().eval.n_boot == 7 and (run / "checkpoints" / "epoch_001.pt").exists()
+    assert studies.run_status(params, run)[0] == studies.RunStatus("gan__tiny", "resume")
+    # a run that draws its evaluation samples as it trains keeps the settings it draws them with
+    run = tmp_path / "runs" / "sampled"
+    write("{train.keep_weights: sampled}")
+    assert studies.prepare_run(params, run) == "new"
+    RunDir(run).write_config(studies.run_config("gan", "tiny", "smoke", {"train.keep_weights": "sampled"}))
+    write("{train.keep_weights: sampled, eval.n_boot: 7}")
+    assert studies.run_status(params, run)[0].state == "resume"
+    write("{train.keep_weights: sampled, eval.n_fake: 4}")
+    status = studies.run_status(params, run)[0]
+    assert status.state == "stale" and status.reasons == ("config eval.n_fake: 8 -> 4",), status
+
+
 def test_runs_stamped_in_the_older_byte_hash_format_are_adopted_not_retrained(tmp_path):
     params = tmp_path / "vae__tiny.yaml"
     params.write_text("family: vae\npreset: tiny\noverrides: {}\nprofile: smoke\nseed: 0\n")

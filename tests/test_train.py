@@ -279,6 +279,26 @@ def test_resume_refuses_a_different_config_naming_the_keys(tmp_path):
         train(other, tmp_path, progress=False)
 
 
+def test_evaluation_settings_change_without_blocking_a_resume(tmp_path):
+    """How a run is evaluated is not what it trained: a resume takes new eval settings into config.json, except,
+    in a run that draws each checkpoint's evaluation samples as it trains, the settings it draws them with."""
+    cfg = tiny("gan", **{"train.epochs": 1})
+    train(cfg, tmp_path / "all", progress=False)
+    new = cfg.override({"train.epochs": 2, "eval.n_fake": 4, "eval.n_boot": 7, "eval.precision": "bf16"})
+    assert len(train(new, tmp_path / "all", progress=False)) == 2
+    saved = RunDir(tmp_path / "all").read_config()
+    assert (saved.eval.n_fake, saved.eval.n_boot, saved.eval.precision) == (4, 7, "bf16")
+
+    sampled = cfg.override({"train.keep_weights": "sampled"})
+    train(sampled, tmp_path / "sampled", progress=False)
+    history = RunDir(tmp_path / "sampled").read_history()
+    assert train(sampled.override({"eval.n_boot": 7}), tmp_path / "sampled", progress=False) == history
+    assert RunDir(tmp_path / "sampled").read_config().eval.n_boot == 7
+    with pytest.raises(ConfigError, match=r"eval\.n_fake: 8 -> 4 .*fixed for the run"):
+        train(sampled.override({"eval.n_fake": 4}), tmp_path / "sampled", progress=False)
+    assert RunDir(tmp_path / "sampled").read_config().eval.n_fake == 8  # nothing was written
+
+
 def test_a_fresh_start_refuses_to_overwrite_checkpoints(tmp_path):
     cfg = tiny("gan", **{"train.epochs": 1})
     train(cfg, tmp_path, progress=False)

@@ -341,6 +341,39 @@ def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
     ]
 
 
+# the eval settings the training loop itself draws with: under train.keep_weights="sampled" each checkpoint's
+# evaluation samples come from the live model with these (evaluators.samples.checkpoint_samples), so for such a run
+# they are as fixed as its training settings; every other eval setting (and these, for a run that draws nothing)
+# only says how the run is evaluated
+LOOP_EVAL_KEYS = frozenset(
+    {
+        "eval.n_fake",
+        "eval.sampler",
+        "eval.sampler_steps",
+        "eval.precision",
+        "eval.sample_batch",
+        "eval.batch_size",
+    }
+)
+
+
+def evaluation_only(key: str, cfg: RunConfig) -> bool:
+    """Whether a config difference at dotted ``key`` leaves everything the run ``cfg`` has computed valid: an
+    evaluation setting the loop does not draw with (:data:`LOOP_EVAL_KEYS`). Such a difference neither blocks a
+    resume nor makes the run stale; the run's config.json takes the new value."""
+    if not key.startswith("eval."):
+        return False
+    return not (cfg.train.keep_weights == "sampled" and key in LOOP_EVAL_KEYS)
+
+
+def training_differences(cfg: RunConfig, saved: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """:func:`config_differences` split into (the ones that change what the run computes, the evaluation-only
+    ones: :func:`evaluation_only`)."""
+    diffs = config_differences(cfg, saved)
+    only_eval = [d for d in diffs if evaluation_only(d.split(":")[0], cfg)]
+    return [d for d in diffs if d not in only_eval], only_eval
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # private helpers
 
@@ -369,16 +402,25 @@ def _epochs_done(rd: RunDir, cfg: RunConfig, resume: bool) -> int:
     if not rd.config_path.exists():
         raise ConfigError(f"{rd.path} holds checkpoints but no config.json; cannot check it is the same run")
     saved = json.loads(rd.config_path.read_text())
-    diffs = config_differences(cfg, saved)
+    diffs, only_eval = training_differences(cfg, saved)
     if diffs and [d.split(":")[0] for d in diffs] == ["train.epochs"]:
         _check_extension(rd, cfg, int(saved["train"]["epochs"]), epochs[-1])
         rd.write_config(cfg)  # the run is now the longer one
         return epochs[-1]
     if diffs:
+        fixed = [d for d in diffs if d.split(":")[0] in LOOP_EVAL_KEYS]
+        why = (
+            " (with train.keep_weights='sampled' the loop draws each checkpoint's evaluation samples with "
+            f"{', '.join(sorted(LOOP_EVAL_KEYS))}, so they are fixed for the run)"
+            if fixed
+            else ""
+        )
         raise ConfigError(
             f"cannot resume {rd.path}: its config.json differs from the requested config at "
-            f"{'; '.join(diffs)}. Use the same settings, or another run folder."
+            f"{'; '.join(diffs)}{why}. Use the same settings, or another run folder."
         )
+    if only_eval:  # how the run is evaluated, not what it trained: the run folder takes the new settings
+        rd.write_config(cfg)
     return epochs[-1]
 
 

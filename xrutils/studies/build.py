@@ -107,9 +107,10 @@ def run_status(
     stamp = run_dir / STAMP
     old = stamp.read_text().strip() if stamp.exists() else ""
     reasons: list[str] = []
+    only_eval: list[str] = []  # evaluation settings that changed: the run stays, its config.json takes them
     saved_cfg = run_dir / "config.json"
     if saved_cfg.exists():
-        from xrutils.train import config_differences
+        from xrutils.train import training_differences
 
         try:
             saved = json.loads(saved_cfg.read_text())
@@ -117,7 +118,9 @@ def run_status(
             raise ConfigError(
                 f"{saved_cfg}: not valid JSON ({e}); move the run folder away or repair it"
             ) from e
-        reasons += [f"config {d}" for d in config_differences(cfg, saved)]
+        diffs, only_eval = training_differences(cfg, saved)
+        reasons += [f"config {d}" for d in diffs]
+    kept = tuple(f"evaluation setting {d} (kept: the run is evaluated with the new value)" for d in only_eval)
     if old.startswith("{"):
         try:
             old_fp = json.loads(old)
@@ -131,6 +134,8 @@ def run_status(
             for rel in sorted(set(old_code) | set(fp["code"]))
             if old_code.get(rel) != fp["code"].get(rel)
         ]
+        if not reasons and only_eval:
+            return RunStatus(run_dir.name, done, kept), fp
         if not reasons:
             reasons.append("config changed")
     elif old:  # a stamp of the byte-hash format: current when the files are byte-identical to then
@@ -139,7 +144,7 @@ def run_status(
         reasons = reasons or ["config or training code changed (stamp of the older format names no files)"]
     elif saved_cfg.exists():  # trained outside make: adopt it when it is the same config
         if not reasons:
-            return RunStatus(run_dir.name, done), fp
+            return RunStatus(run_dir.name, done, kept), fp
     else:
         reasons.append(f"no {STAMP} and no config.json: cannot tell what it was trained with")
     return RunStatus(run_dir.name, "stale", tuple(reasons)), fp
@@ -175,6 +180,9 @@ def prepare_run(params_path: str | Path, run_dir: str | Path, nih_root: str = ""
         backup.parent.mkdir(parents=True, exist_ok=True)
         run_dir.rename(backup)
         _get_log("runs").warning("%s: %s; kept in %s, retraining", run_dir, "; ".join(status.reasons), backup)
+    elif status.reasons:  # evaluation settings only (run_status): the run stays, its config.json takes them
+        RunDir(run_dir).write_config(_run_config_of(params_path, nih_root)[1])
+        _get_log("runs").info("%s: %s", run_dir, "; ".join(status.reasons))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / ".complete").unlink(missing_ok=True)
     atomic_write_text(run_dir / STAMP, json.dumps(fp, sort_keys=True) + "\n")
