@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 11 §5 in one call on a lent GPU machine (docs/PERFORMANCE.md, "Measuring on a GPU"). Here, first:
 #     make gpu-wheels        # the wheels the GPU image lacks (diffusers and its two needs) into .whl/
-# then one device call:  command "bash bench/gpu_check.sh", carry [".whl"], timeout_s 420.
+# then one device call:  command "bash bench/gpu_check.sh", carry [".whl"], timeout_s 480. The script ends within
+# about BUDGET_S + 150 s; a rerun of what failed ("BUDGET_S=120 GPU_BASELINES_ARGS='--runs ...' bash ...") still
+# fits a lease's 15 device minutes.
 #   1. installs .whl/*.whl (when present) into /tmp/site;
 #   2. bench/gpu_baselines.py: each family's thesis baseline 200 steps and the 128² PixelCNN 30 steps against the
 #      plan, each evaluation sampler, and the utilisation and launch cost they imply (within BUDGET_S seconds);
