@@ -102,7 +102,11 @@ def _peak_gb(device: torch.device) -> tuple[float, float | None, str]:
             torch.cuda.max_memory_reserved(device) / 1e9,
             "cuda_max_allocated",
         )
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, None, "process_peak_rss"  # KiB on Linux
+    return (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
+        None,
+        "process_peak_rss",
+    )  # KiB on Linux
 
 
 def _train_steps(
