@@ -152,6 +152,12 @@ class TrainConfig:
         _check_positive("train", "warmup_steps", self.warmup_steps, zero_ok=True)
 
 
+# the EvalConfig fields that decide how a run's samples are drawn (beside how many: n_fake, n_metric): each run is
+# sampled with its own unless an evaluation overrides them (evaluators.scored.sampling_config), and a run that draws
+# its evaluation samples as it trains keeps them fixed (train.LOOP_EVAL_KEYS)
+SAMPLING_FIELDS = ("sampler", "sampler_steps", "precision", "sample_batch")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """How the judges and metrics score a run (xrutils.evaluators)."""

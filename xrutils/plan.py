@@ -474,7 +474,7 @@ def plan_profile(
     if gpu not in GPUS:
         raise ConfigError(f"plan: unknown GPU {gpu!r}; expected one of {', '.join(GPUS)}")
     kind = GPUS[gpu]
-    scored = {r for s in studies.STUDIES.values() for r in studies.scored_runs(s, profile)}
+    scored = studies.scored_anywhere(profile)
     s1 = set(studies.SUPPLEMENTARY["S1"].runs) if profile != "smoke" else set()
     skip = studies.study_params("compare", profile).get("original_skip") or {}
     planned: dict[str, RunPlan] = {}

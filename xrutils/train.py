@@ -60,7 +60,7 @@ from tqdm import tqdm  # text bars: a saved notebook shows their last state (wid
 from xrutils import distributed, registry
 from xrutils.atomic import atomic_path
 from xrutils.checkpoints import load_networks, network_state
-from xrutils.config import ConfigError, DataConfig, EvalConfig, RunConfig, TrainConfig
+from xrutils.config import SAMPLING_FIELDS, ConfigError, DataConfig, EvalConfig, RunConfig, TrainConfig
 from xrutils.data import batches, load_images
 from xrutils.data.ranges import UNIT_RANGE, Range, convert
 from xrutils.models.base import GenerativeModel, StepContext, eval_mode
@@ -342,19 +342,11 @@ def config_differences(cfg: RunConfig, saved: dict[str, Any]) -> list[str]:
 
 
 # the eval settings the training loop itself draws with: under train.keep_weights="sampled" each checkpoint's
-# evaluation samples come from the live model with these (evaluators.samples.checkpoint_samples), so for such a run
-# they are as fixed as its training settings; every other eval setting (and these, for a run that draws nothing)
-# only says how the run is evaluated
-LOOP_EVAL_KEYS = frozenset(
-    {
-        "eval.n_fake",
-        "eval.sampler",
-        "eval.sampler_steps",
-        "eval.precision",
-        "eval.sample_batch",
-        "eval.batch_size",
-    }
-)
+# evaluation samples come from the live model with these (evaluators.samples.checkpoint_samples: how they are drawn,
+# how many, and eval.batch_size, the sampling batch when eval.sample_batch is 0), so for such a run they are as fixed
+# as its training settings; every other eval setting (and these, for a run that draws nothing) only says how the run
+# is evaluated
+LOOP_EVAL_KEYS = frozenset(f"eval.{f}" for f in (*SAMPLING_FIELDS, "n_fake", "batch_size"))
 
 
 def evaluation_only(key: str, cfg: RunConfig) -> bool:

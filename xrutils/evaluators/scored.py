@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from xrutils.config import EvalConfig, RunConfig
+from xrutils.config import SAMPLING_FIELDS, EvalConfig, RunConfig
 from xrutils.errors import InputError
 from xrutils.evaluators import stats
 from xrutils.evaluators.judge import Judge
@@ -66,10 +66,6 @@ def _run_names(dirs: Sequence[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"{d.parent.name}/{d.name}" for d in dirs]
-
-
-# How a run is sampled: its own config's values, unless the evaluation sets them for every run
-SAMPLING_FIELDS = ("sampler", "sampler_steps", "precision", "sample_batch")
 
 
 def sampling_config(eval_cfg: EvalConfig, first: EvalConfig, own: EvalConfig) -> EvalConfig:

@@ -160,11 +160,11 @@ def keep_weights(run: str, profile: str) -> str:
         return "all"
     if run in SUPPLEMENTARY["S1"].runs:
         return policy["S1"]
-    return policy["scored" if run in _scored_anywhere(profile) else "unscored"]
+    return policy["scored" if run in scored_anywhere(profile) else "unscored"]
 
 
 @functools.cache
-def _scored_anywhere(profile: str) -> frozenset[str]:
+def scored_anywhere(profile: str) -> frozenset[str]:
     """Every run some study of ``profile`` scores (computed once a process: it reads the params files' image sizes,
     about 0.7 s, and params generation asks it for every run)."""
     return frozenset(r for s in STUDIES.values() for r in scored_runs(s, profile))
