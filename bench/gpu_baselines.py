@@ -21,7 +21,7 @@ Three parts, each number printed beside what :mod:`xrutils.plan` predicts for th
 ``--out DIR`` writes ``gpu_baselines.json`` (every row) and ``gpu_baselines.md`` (the tables for
 docs/PERFORMANCE.md). ``bash bench/gpu_check.sh`` runs this and a DDP run in one call on a lent GPU.
 
-    python bench/gpu_baselines.py --out bench/out                  # on a CUDA machine (about 4 minutes on an H200)
+    python bench/gpu_baselines.py --out bench/out                  # on a CUDA machine (--budget-s bounds it; not yet timed)
     python bench/gpu_baselines.py --profile smoke --steps 2 --warmup 1 --device cpu    # anywhere: that it runs
 
 On a CPU mixed precision is off (the config applies it on CUDA only), the plan's measures and GPU settings do not
